@@ -1,0 +1,1 @@
+"""The key directory: tenants, domains, users, keys, certificates and CA backends."""

@@ -1,0 +1,1 @@
+"""The web application: recipient portal, admin console, REST API and key lookup."""

@@ -1,0 +1,1 @@
+"""The SMTP relay: listeners, the message pipeline, the durable queue and delivery."""

@@ -1,0 +1,1 @@
+"""sealgate: the command line and the composition of the gateway's parts."""

@@ -1,0 +1,263 @@
+"""MIME on bytes: the parts of RFC 5322 / RFC 2045-2046 that S/MIME (RFC 8551) needs.
+
+The hot path stays on bytes: splitting header and body, finding a header field and the
+parts of a ``multipart/signed``. The stdlib ``email`` package is only used where its
+parsing pays off: reading one Content-Type value, and re-encoding 8-bit bodies (rare).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.generator
+import email.message
+import email.policy
+import email.utils
+import io
+import os
+import quopri
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from smime.errors import MalformedMessage
+
+CRLF = b"\r\n"
+# RFC 5322 §2.1.1: no line may exceed 998 octets before the CRLF.
+MAX_LINE = 998
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_FOLD = re.compile(rb"\r\n[ \t]")
+_COMPAT_CRLF = email.policy.compat32.clone(linesep="\r\n", max_line_length=0)
+
+
+def to_crlf(data: bytes) -> bytes:
+    """Every line ending (LF, CR or CRLF) as CRLF, the canonical form of RFC 5652 §5.1."""
+    if b"\r" not in data:
+        return data.replace(b"\n", CRLF)
+    if b"\n" not in data:
+        return data.replace(b"\r", CRLF)
+    return _EOL.sub(CRLF, data)
+
+
+@dataclass(frozen=True)
+class Header:
+    """One header field as it stands: its name, and the whole raw field with folding."""
+
+    name: str  # lower-case
+    raw: bytes  # "Name: value\r\n" including continuation lines
+
+    @property
+    def value(self) -> str:
+        """The unfolded value, decoded leniently (headers may carry raw UTF-8)."""
+        _, _, value = self.raw.partition(b":")
+        return _FOLD.sub(b" ", value).strip().decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A MIME entity or a whole message: header fields and the body, CRLF line ends."""
+
+    headers: tuple[Header, ...]
+    body: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> Entity:
+        data = to_crlf(data)
+        if data.startswith(CRLF):
+            return cls((), data[2:])
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if not sep:
+            # No blank line: the whole thing is header (a message without a body).
+            head, body = data.rstrip(b"\r\n"), b""
+        return cls(tuple(_split_fields(head + CRLF)), body)
+
+    def get(self, name: str) -> str | None:
+        name = name.lower()
+        for header in self.headers:
+            if header.name == name:
+                return header.value
+        return None
+
+    def content_type(self) -> ContentType:
+        return ContentType.parse(self.get("content-type"))
+
+    def content_headers(self) -> tuple[Header, ...]:
+        """The fields that describe the content (RFC 2045 ``Content-*``)."""
+        return tuple(h for h in self.headers if h.name.startswith("content-"))
+
+    def outer_headers(self) -> tuple[Header, ...]:
+        """The fields that describe the message, not its content (From, To, Subject, …)."""
+        return tuple(h for h in self.headers
+                     if not h.name.startswith("content-") and h.name != "mime-version")
+
+    def content_entity(self) -> bytes:
+        """The body with its ``Content-*`` fields: what S/MIME signs or encrypts."""
+        fields = self.content_headers()
+        if not any(h.name == "content-type" for h in fields):
+            charset = "us-ascii" if self.body.isascii() else "utf-8"
+            fields = (_field("Content-Type", f"text/plain; charset={charset}"), *fields)
+        return b"".join(h.raw for h in fields) + CRLF + self.body
+
+    def to_bytes(self) -> bytes:
+        return b"".join(h.raw for h in self.headers) + CRLF + self.body
+
+    def with_content(self, entity: bytes) -> bytes:
+        """This message's outer fields around a new content entity (MIME-Version added)."""
+        inner = Entity.parse(entity)
+        fields = [*self.outer_headers(), _field("MIME-Version", "1.0"), *inner.content_headers()]
+        return b"".join(h.raw for h in fields) + CRLF + inner.body
+
+
+def _field(name: str, value: str) -> Header:
+    return Header(name.lower(), f"{name}: {value}".encode() + CRLF)
+
+
+def _split_fields(head: bytes) -> Iterable[Header]:
+    start = 0
+    length = len(head)
+    while start < length:
+        end = head.find(CRLF, start)
+        # Continuation lines start with white space (RFC 5322 §2.2.3).
+        while end != -1 and end + 2 < length and head[end + 2] in b" \t":
+            end = head.find(CRLF, end + 2)
+        if end == -1:
+            end = length - 2
+        raw = head[start : end + 2]
+        start = end + 2
+        name, colon, _ = raw.partition(b":")
+        if not colon or not name.strip() or b" " in name.strip():
+            # Not a header field (e.g. an mbox "From " line): keep it, never interpret it.
+            yield Header("", raw)
+            continue
+        yield Header(name.strip().decode("ascii", "replace").lower(), raw)
+
+
+@dataclass(frozen=True)
+class ContentType:
+    """A parsed Content-Type value (RFC 2045 §5): ``type/subtype`` and parameters."""
+
+    mime_type: str
+    params: dict[str, str]
+
+    @classmethod
+    def parse(cls, value: str | None) -> ContentType:
+        if not value:
+            return cls("text/plain", {})
+        message = email.message.Message()
+        message["Content-Type"] = value
+        params = {
+            k.lower(): email.utils.collapse_rfc2231_value(v)
+            for k, v in (message.get_params() or [])[1:]
+        }
+        return cls(message.get_content_type(), params)
+
+    def param(self, name: str) -> str | None:
+        return self.params.get(name)
+
+
+def new_boundary() -> str:
+    return "----=_sealgate_" + os.urandom(12).hex()
+
+
+def split_multipart(body: bytes, boundary: str) -> list[bytes]:
+    """The exact bytes of each body part of a multipart body (RFC 2046 §5.1.1).
+
+    The CRLF before a delimiter belongs to the delimiter, so a part's bytes are exactly
+    what a signature over that part covers.
+    """
+    delimiter = b"--" + boundary.encode("ascii", "replace")
+    parts: list[bytes] = []
+    if body.startswith(delimiter):
+        position = 0
+    else:
+        position = body.find(CRLF + delimiter)
+        if position == -1:
+            raise MalformedMessage(f"multipart boundary {boundary!r} not found in the body")
+        position += 2
+    while True:
+        line_end = body.find(CRLF, position)
+        if line_end == -1:
+            raise MalformedMessage("multipart body ends inside a boundary line")
+        after = body[position + len(delimiter) : position + len(delimiter) + 2]
+        if after == b"--":
+            return parts
+        start = line_end + 2
+        next_delimiter = body.find(CRLF + delimiter, line_end)
+        if next_delimiter == -1:
+            raise MalformedMessage("multipart body has no closing boundary")
+        parts.append(body[start:next_delimiter])
+        position = next_delimiter + 2
+
+
+def b64encode_lines(data: bytes) -> bytes:
+    """Base64 in 76-character lines with CRLF (RFC 2045 §6.8)."""
+    return base64.encodebytes(data).replace(b"\n", CRLF)
+
+
+def b64decode_lenient(data: bytes) -> bytes:
+    """Decode base64 that may carry line breaks and white space."""
+    try:
+        return base64.b64decode(b"".join(data.split()), validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedMessage(f"the base64 body is corrupt: {exc}") from exc
+
+
+def decode_body(entity: Entity) -> bytes:
+    """The body bytes after undoing the Content-Transfer-Encoding."""
+    encoding = (entity.get("content-transfer-encoding") or "7bit").lower()
+    if encoding == "base64":
+        return b64decode_lenient(entity.body)
+    if encoding == "quoted-printable":
+        return quopri.decodestring(entity.body)
+    return entity.body
+
+
+def is_transport_safe(entity: bytes) -> bool:
+    """True when no relay will alter these bytes: 7-bit, no NUL, no over-long lines."""
+    if not entity.isascii() or b"\x00" in entity:
+        return False
+    if len(entity) <= MAX_LINE:
+        return True
+    return max(map(len, entity.split(CRLF))) <= MAX_LINE
+
+
+def make_transport_safe(entity: bytes) -> bytes:
+    """Re-encode every 8-bit or over-long leaf part: text as quoted-printable, else base64.
+
+    A signature must survive the trip: a relay may turn 8-bit text into quoted-printable
+    (RFC 6152 downgrade) or fold long lines, which would break it. Parts that are already
+    safe keep their exact bytes (RFC 8551 §3.1.2).
+    """
+    entity = to_crlf(entity)
+    if is_transport_safe(entity):
+        return entity
+    message = email.message_from_bytes(entity, policy=email.policy.compat32)
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        encoding = (part.get("Content-Transfer-Encoding") or "7bit").strip().lower()
+        if encoding in ("base64", "quoted-printable"):
+            continue
+        payload = part.get_payload(decode=True) or b""
+        del part["Content-Transfer-Encoding"]
+        if part.get_content_maintype() == "text":
+            # Quoted-printable keeps text readable; line structure is kept as it was.
+            encoded = quopri.encodestring(payload.replace(CRLF, b"\n"))
+            part.set_payload(encoded.decode("ascii"))
+            part["Content-Transfer-Encoding"] = "quoted-printable"
+        else:
+            part.set_payload(base64.encodebytes(payload).decode("ascii"))
+            part["Content-Transfer-Encoding"] = "base64"
+    out = io.BytesIO()
+    email.generator.BytesGenerator(out, policy=_COMPAT_CRLF).flatten(message)
+    return to_crlf(out.getvalue())
+
+
+def build_message(outer: Sequence[Header], content_type: str, body: bytes,
+                  extra: Sequence[tuple[str, str]] = ()) -> bytes:
+    """A message from its outer fields, a new content type and body."""
+    fields = [*outer, _field("MIME-Version", "1.0"), _field("Content-Type", content_type)]
+    fields += [_field(name, value) for name, value in extra]
+    return b"".join(h.raw for h in fields) + CRLF + body
