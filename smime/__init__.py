@@ -13,7 +13,7 @@ from smime.credentials import (
     load_pkcs12,
     load_private_key,
 )
-from smime.envelope import Decrypted, decrypt, encrypt, enveloped_data
+from smime.envelope import Decrypted, decrypt_enveloped, encrypt, enveloped_data
 from smime.errors import (
     DecryptionFailed,
     InvalidKey,
@@ -23,9 +23,17 @@ from smime.errors import (
     SmimeError,
     UnsupportedAlgorithm,
 )
+from smime.mime import with_content
 from smime.recipients import Recipient
 from smime.signing import sign, signed_data
-from smime.unwrap import CompressionLayer, EncryptionLayer, SignatureLayer, Unwrapped, unwrap
+from smime.unwrap import (
+    CompressionLayer,
+    EncryptionLayer,
+    SignatureLayer,
+    Unwrapped,
+    decrypt,
+    unwrap,
+)
 from smime.verification import SignerResult, Status, Verdict, verify, verify_signed_data
 
 __all__ = [
@@ -48,6 +56,7 @@ __all__ = [
     "Unwrapped",
     "Verdict",
     "decrypt",
+    "decrypt_enveloped",
     "email_addresses",
     "encrypt",
     "enveloped_data",
@@ -60,4 +69,5 @@ __all__ = [
     "unwrap",
     "verify",
     "verify_signed_data",
+    "with_content",
 ]

@@ -26,7 +26,6 @@ from smime.errors import (
     DecryptionFailed,
     MalformedMessage,
     NoMatchingKey,
-    NotSmime,
     UnsupportedAlgorithm,
 )
 from smime.recipients import Recipient, describe, new_content_key, recipient_info, unwrap_key
@@ -187,22 +186,3 @@ def encrypt(message: bytes, recipients: Sequence[Recipient],
         [("Content-Transfer-Encoding", "base64"),
          ("Content-Disposition", 'attachment; filename="smime.p7m"')],
     )
-
-
-def is_encrypted(entity: mime.Entity) -> bool:
-    content_type = entity.content_type()
-    if content_type.mime_type not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
-        return False
-    smime_type = (content_type.param("smime-type") or "").lower()
-    return smime_type in ("enveloped-data", "authenveloped-data") or (
-        not smime_type and (content_type.param("name") or "smime.p7m").lower().endswith(".p7m"))
-
-
-def decrypt(message: bytes, credentials: Sequence[Credential]) -> tuple[bytes, Decrypted]:
-    """Decrypt an encrypted message: its outer fields around the decrypted entity."""
-    parsed = mime.Entity.parse(message)
-    if not is_encrypted(parsed):
-        raise NotSmime(f"the message is not encrypted (Content-Type "
-                       f"{parsed.content_type().mime_type})")
-    result = decrypt_enveloped(mime.decode_body(parsed), credentials)
-    return parsed.with_content(mime.to_crlf(result.content)), result

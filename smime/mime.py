@@ -261,3 +261,8 @@ def build_message(outer: Sequence[Header], content_type: str, body: bytes,
     fields = [*outer, _field("MIME-Version", "1.0"), _field("Content-Type", content_type)]
     fields += [_field(name, value) for name, value in extra]
     return b"".join(h.raw for h in fields) + CRLF + body
+
+
+def with_content(message: bytes, entity: bytes) -> bytes:
+    """``message``'s outer fields (From, To, Subject, …) around a new content entity."""
+    return Entity.parse(message).with_content(to_crlf(entity))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from asn1crypto import cms
 from cryptography import x509
@@ -18,10 +18,12 @@ from cryptography import x509
 from smime import mime
 from smime.credentials import Credential
 from smime.envelope import Decrypted, decrypt_enveloped
-from smime.errors import MalformedMessage, SmimeError
+from smime.errors import MalformedMessage, NotSmime, SmimeError
 from smime.verification import Verdict, from_address_of, verify
 
 MAX_LAYERS = 8
+# Signatures opened only to reach what they wrap are not judged, so any time will do.
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 
@@ -115,3 +117,32 @@ def unwrap(message: bytes, *, credentials: Sequence[Credential] = (),
         else:
             break
     return Unwrapped(current, tuple(layers))
+
+
+def decrypt(message: bytes, credentials: Sequence[Credential]) -> tuple[bytes, Decrypted]:
+    """Remove the encryption: the message as it was before it was encrypted.
+
+    Signature layers outside the encryption are opened (not judged) to reach it; a
+    signature inside stays, so it can still be verified afterwards.
+    """
+    outer = mime.Entity.parse(message)
+    current = outer.to_bytes()
+    for _ in range(MAX_LAYERS):
+        entity = mime.Entity.parse(current)
+        mime_type = entity.content_type().mime_type
+        if mime_type == "multipart/signed":
+            verdict = verify(current, (), at=_EPOCH, check_address=False)
+            current = outer.with_content(verdict.content)
+            continue
+        if mime_type not in _PKCS7_MIME:
+            break
+        der = mime.decode_body(entity)
+        kind = _cms_kind(der)
+        if kind in ("enveloped_data", "authenticated_enveloped_data"):
+            decrypted = decrypt_enveloped(der, credentials)
+            return outer.with_content(mime.to_crlf(decrypted.content)), decrypted
+        if kind != "signed_data":
+            break
+        verdict = verify(current, (), at=_EPOCH, check_address=False)
+        current = outer.with_content(mime.to_crlf(verdict.content))
+    raise NotSmime("the message is not encrypted (no enveloped-data layer found)")

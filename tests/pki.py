@@ -1,16 +1,20 @@
 """A throwaway test PKI built with ``cryptography``.
 
 ``TestPKI`` makes a self-signed root CA and issues S/MIME end-entity certificates from it.
-Private keys come from a process-wide pool so that a test session generates only a handful
-of RSA keys: the pool is keyed by key type and an index, and every ``TestPKI`` hands out
-indices 0, 1, 2, ... of each key type in order (the CA included). Identities of *different*
-``TestPKI`` instances may therefore share a key, but within one PKI every identity (and the CA)
-has its own key.
+End-entity keys come from a process-wide pool so that a test session generates only a
+handful of RSA keys: the pool is keyed by key type and an index, and every ``TestPKI`` hands
+out indices 0, 1, 2, ... of each key type in order. Identities of *different* ``TestPKI``
+instances may therefore share a key, but within one PKI every identity has its own key.
+
+CA keys are pooled separately and never shared: every ``TestPKI`` instance gets a CA key (and
+so a SubjectKeyIdentifier) of its own, so that a certificate from an "other" CA can never be
+chained to, or verified with, the key of a trusted one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 from dataclasses import dataclass, field
 
@@ -27,6 +31,8 @@ KEY_USAGES: tuple[str, ...] = ("default", "sign-only", "encrypt-only")
 
 _KEY_POOL: dict[tuple[str, int], PrivateKey] = {}
 _KEY_POOL_LOCK = threading.Lock()
+_CA_KEY_POOL: dict[tuple[str, int], PrivateKey] = {}
+_CA_COUNTER = itertools.count()
 
 
 def _generate_key(key_type: str) -> PrivateKey:
@@ -39,15 +45,17 @@ def _generate_key(key_type: str) -> PrivateKey:
     raise ValueError(f"unknown key type {key_type!r}; expected one of {KEY_TYPES}")
 
 
-def pooled_key(key_type: str, index: int) -> PrivateKey:
-    """Return the process-wide key number ``index`` of ``key_type``, generating it on first use."""
+def pooled_key(key_type: str, index: int, *, ca: bool = False) -> PrivateKey:
+    """Return the process-wide key number ``index`` of ``key_type``, generating it on first use.
+    ``ca=True`` selects the separate pool of CA keys."""
     if key_type not in KEY_TYPES:
         raise ValueError(f"unknown key type {key_type!r}; expected one of {KEY_TYPES}")
+    pool = _CA_KEY_POOL if ca else _KEY_POOL
     with _KEY_POOL_LOCK:
-        key = _KEY_POOL.get((key_type, index))
+        key = pool.get((key_type, index))
         if key is None:
             key = _generate_key(key_type)
-            _KEY_POOL[(key_type, index)] = key
+            pool[(key_type, index)] = key
         return key
 
 
@@ -122,7 +130,7 @@ class TestPKI:
 
     def __init__(self, name: str = "sealgate Test CA", key_type: str = "rsa2048") -> None:
         self._counter = _Counter()
-        self.key: PrivateKey = pooled_key(key_type, self._counter.take(key_type))
+        self.key: PrivateKey = pooled_key(key_type, next(_CA_COUNTER), ca=True)
         now = _utcnow()
         subject = x509.Name(
             [

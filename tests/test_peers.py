@@ -148,10 +148,17 @@ def test_pki_keys_are_pooled_but_distinct_within_one_pki() -> None:
     def spki(ident: Identity) -> bytes:
         return ident.cert.public_key().public_bytes(der, pub)
 
+    def ski(cert: x509.Certificate) -> bytes:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
     assert len({spki(a1), spki(a2), a.cert.public_key().public_bytes(der, pub)}) == 3
     assert spki(a1) == spki(b1)  # same pool slot in another PKI: the key is reused
-    assert a1.key is pooled_key("rsa2048", 1)
+    assert a1.key is pooled_key("rsa2048", 0)
+    assert a2.key is pooled_key("rsa2048", 1)
+    # CA keys are never shared between PKIs
     assert a.cert.subject != b.cert.subject
+    assert ski(a.cert) != ski(b.cert)
+    assert a.key.private_numbers() != b.key.private_numbers()
 
 
 def test_identity_serialisations(identities: dict[str, Identity]) -> None:
