@@ -132,12 +132,12 @@ def smime_group() -> None:
 @click.option("--chain", type=_file, help="Intermediate certificates to include (PEM).")
 @click.option("--opaque", is_flag=True,
               help="Opaque signed-data instead of clear-signed multipart/signed.")
-@click.option("--digest", type=click.Choice(["sha256", "sha384", "sha512"]), default="sha256",
-              show_default=True)
+@click.option("--digest", type=click.Choice(["sha256", "sha384", "sha512"]),
+              help="Digest algorithm [default: sha256; sha384 for P-384 keys].")
 @click.option("--pss", is_flag=True, help="RSASSA-PSS instead of PKCS#1 v1.5 (RSA keys).")
 def sign_command(message: BinaryIO, out: Path | None, keys: tuple[Path, ...],
                  certs: tuple[Path, ...], p12s: tuple[Path, ...], password_file: Path | None,
-                 chain: Path | None, opaque: bool, digest: str, pss: bool) -> None:
+                 chain: Path | None, opaque: bool, digest: str | None, pss: bool) -> None:
     """Sign MESSAGE (default: standard input)."""
     credentials = _credentials(keys, certs, p12s, password_file, chain)
     if len(credentials) != 1:

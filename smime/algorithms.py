@@ -92,8 +92,11 @@ KEY_WRAPS: dict[str, int] = {
     "2.16.840.1.101.3.4.1.5": 16,
     "2.16.840.1.101.3.4.1.25": 24,
     "2.16.840.1.101.3.4.1.45": 32,
+    "1.2.840.113549.1.9.16.3.6": 24,
 }
 AES256_WRAP = "2.16.840.1.101.3.4.1.45"
+# RFC 3217 Triple-DES key wrap: what OpenSSL uses for ECDH when the content is 3DES.
+DES3_WRAP = "1.2.840.113549.1.9.16.3.6"
 
 RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 RSAES_OAEP = "1.2.840.113549.1.1.7"

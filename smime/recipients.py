@@ -14,12 +14,16 @@ from dataclasses import dataclass
 from asn1crypto import algos, cms, core, keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher as CipherContext
+from cryptography.hazmat.primitives.ciphers import modes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
 from smime.algorithms import (
     AES256_WRAP,
+    DES3_WRAP,
     DIGESTS,
     ECDH_SCHEMES,
     ECDH_SHA256_KDF,
@@ -102,18 +106,18 @@ def _ecdh_scheme(curve: ec.EllipticCurve) -> tuple[str, type[hashes.HashAlgorith
     return ECDH_SHA256_KDF, hashes.SHA256
 
 
-def _shared_info(wrap_oid: str, key_bytes: int, ukm: bytes | None) -> bytes:
-    info = {"key_info": algos.AlgorithmIdentifier({"algorithm": wrap_oid}),
-            "supp_pub_info": (key_bytes * 8).to_bytes(4, "big")}
+def _shared_info(wrap: algos.AlgorithmIdentifier, key_bytes: int, ukm: bytes | None) -> bytes:
+    # keyInfo repeats the wrap algorithm exactly as the recipient info carries it.
+    info = {"key_info": wrap, "supp_pub_info": (key_bytes * 8).to_bytes(4, "big")}
     if ukm is not None:
         info["entity_u_info"] = ukm
     return EccCmsSharedInfo(info).dump()
 
 
-def _kek(shared_secret: bytes, hash_type: type[hashes.HashAlgorithm], wrap_oid: str,
-         ukm: bytes | None) -> bytes:
-    size = KEY_WRAPS[wrap_oid]
-    return X963KDF(hash_type(), size, _shared_info(wrap_oid, size, ukm)).derive(shared_secret)
+def _kek(shared_secret: bytes, hash_type: type[hashes.HashAlgorithm],
+         wrap: algos.AlgorithmIdentifier, ukm: bytes | None) -> bytes:
+    size = KEY_WRAPS[wrap["algorithm"].dotted]
+    return X963KDF(hash_type(), size, _shared_info(wrap, size, ukm)).derive(shared_secret)
 
 
 def _key_agreement(recipient: Recipient, key: ec.EllipticCurvePublicKey,
@@ -121,7 +125,8 @@ def _key_agreement(recipient: Recipient, key: ec.EllipticCurvePublicKey,
     scheme, hash_type = _ecdh_scheme(key.curve)
     ephemeral = ec.generate_private_key(key.curve)
     shared = ephemeral.exchange(ec.ECDH(), key)
-    wrapped = keywrap.aes_key_wrap(_kek(shared, hash_type, AES256_WRAP, None), cek)
+    wrap = algos.AlgorithmIdentifier({"algorithm": AES256_WRAP})
+    wrapped = keywrap.aes_key_wrap(_kek(shared, hash_type, wrap, None), cek)
     point = ephemeral.public_key().public_bytes(serialization.Encoding.X962,
                                                 serialization.PublicFormat.UncompressedPoint)
     originator = cms.OriginatorIdentifierOrKey(name="originator_key", value=keys.PublicKeyInfo({
@@ -140,7 +145,7 @@ def _key_agreement(recipient: Recipient, key: ec.EllipticCurvePublicKey,
         "originator": originator,
         "key_encryption_algorithm": {
             "algorithm": scheme,
-            "parameters": algos.AlgorithmIdentifier({"algorithm": AES256_WRAP}),
+            "parameters": wrap,
         },
         "recipient_encrypted_keys": [{"rid": rid, "encrypted_key": wrapped}],
     })
@@ -255,11 +260,32 @@ def _agree_key(kari: cms.KeyAgreeRecipientInfo, wrapped: bytes, credential: Cred
     try:
         peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
         shared = key.exchange(ec.ECDH(), peer)
-        kek = _kek(shared, ECDH_SCHEMES[scheme], wrap_oid, ukm)
+        kek = _kek(shared, ECDH_SCHEMES[scheme], wrap, ukm)
+        if wrap_oid == DES3_WRAP:
+            return credential, "ecdh", _des3_key_unwrap(kek, wrapped)
         return credential, "ecdh", keywrap.aes_key_unwrap(kek, wrapped)
     except (ValueError, keywrap.InvalidUnwrap):
         return credential, "ecdh", DecryptionFailed(
             "the wrapped key does not unwrap with our key (corrupt or not for us)")
+
+
+_DES3_WRAP_IV = bytes.fromhex("4adda22c79e82105")
+
+
+def _des3_key_unwrap(kek: bytes, wrapped: bytes) -> bytes:
+    """RFC 3217 §3.2: unwrap a Triple-DES key (two CBC passes around a reversal)."""
+    if len(wrapped) != 40:
+        raise ValueError("a wrapped Triple-DES key is 40 bytes")
+    first = CipherContext(TripleDES(kek), modes.CBC(_DES3_WRAP_IV)).decryptor()
+    temp2 = (first.update(wrapped) + first.finalize())[::-1]
+    second = CipherContext(TripleDES(kek), modes.CBC(temp2[:8])).decryptor()
+    cek_icv = second.update(temp2[8:]) + second.finalize()
+    cek, icv = cek_icv[:-8], cek_icv[-8:]
+    digest = hashes.Hash(hashes.SHA1())
+    digest.update(cek)
+    if digest.finalize()[:8] != icv:
+        raise ValueError("the Triple-DES key wrap integrity check failed")
+    return cek
 
 
 def new_content_key(size: int) -> bytes:

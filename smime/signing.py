@@ -30,9 +30,21 @@ def _capabilities(credential: Credential) -> cms.SMIMECapabilites:
     return cms.SMIMECapabilites([{"capability_id": oid} for oid in oids])
 
 
+def default_digest(signer: Credential) -> str:
+    """SHA-256, or the hash matching a larger EC curve (RFC 5753 §7.1.1; gpgsm insists)."""
+    key = signer.key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.key_size > 384:
+            return "sha512"
+        if key.curve.key_size > 256:
+            return "sha384"
+    return "sha256"
+
+
 def signed_data(content: bytes, signer: Credential, *, signing_time: datetime,
-                detached: bool = True, digest: str = "sha256", pss: bool = False) -> bytes:
+                detached: bool = True, digest: str | None = None, pss: bool = False) -> bytes:
     """DER ContentInfo(SignedData) over ``content`` (already canonical bytes)."""
+    digest = digest or default_digest(signer)
     if digest not in _MICALG:
         raise UnsupportedAlgorithm(f"cannot sign with {digest!r}: use sha256, sha384 or sha512")
     hash_algorithm = DIGESTS[digest]()
@@ -105,13 +117,14 @@ def signed_data(content: bytes, signer: Credential, *, signing_time: datetime,
 
 
 def sign(message: bytes, signer: Credential, *, signing_time: datetime, opaque: bool = False,
-         digest: str = "sha256", pss: bool = False) -> bytes:
+         digest: str | None = None, pss: bool = False) -> bytes:
     """Sign a whole message: its content entity is signed, its outer fields kept.
 
     The entity is made transport-safe first (CRLF; 8-bit text to quoted-printable), so
     the signature survives relays that would otherwise rewrite it.
     """
     parsed = mime.Entity.parse(message)
+    digest = digest or default_digest(signer)
     entity = mime.make_transport_safe(parsed.content_entity())
     der = signed_data(entity, signer, signing_time=signing_time, detached=not opaque,
                       digest=digest, pss=pss)
