@@ -50,6 +50,9 @@ GPGSM_DECRYPTS: dict[str, bool] = {
     "rsa-oaep": False,
     "aes-gcm": False,
     "ecdh": False,
+    # Recipients named by subject key identifier (openssl cms -encrypt -keyid):
+    # "recp 0 - error getting info: General error", then "No secret key".
+    "ski": False,
 }
 
 # Further capabilities of gpgsm 2.2.40, found the same way.

@@ -279,6 +279,7 @@ DECRYPT_CASES = {
     "rsa-oaep": ("rsa2048", ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256"]),
     "aes-gcm": ("rsa2048", ["-aes-256-gcm"]),
     "ecdh": ("ec256", ["-aes128"]),
+    "ski": ("rsa2048", ["-aes256", "-keyid"]),
 }
 
 
