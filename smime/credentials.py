@@ -63,6 +63,11 @@ def issuer_and_serial(cert: asn1_x509.Certificate) -> asn1_cms.IssuerAndSerialNu
     )
 
 
+def names_equal(left: asn1_x509.Name, right: asn1_x509.Name) -> bool:
+    """RFC 5280 §7.1 name comparison; identical encodings short-cut the costly string prep."""
+    return left.dump() == right.dump() or left == right
+
+
 def subject_key_identifier(cert: x509.Certificate) -> bytes | None:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from asn1crypto import cms
 from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import padding as symmetric_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher as CipherContext
 from cryptography.hazmat.primitives.ciphers import algorithms, modes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
@@ -94,15 +97,47 @@ def enveloped_data(content: bytes, recipients: Sequence[Recipient],
 @dataclass(frozen=True)
 class Decrypted:
     content: bytes
-    cipher: str  # e.g. "aes256-gcm"
     key_transport: str  # "rsa-pkcs1v15", "rsaes-oaep" or "ecdh"
     credential: Credential  # the key that opened it (old generations included)
+    known_cipher: str | None = field(default=None, repr=False)
+    der: bytes = field(default=b"", repr=False)
+
+    @cached_property
+    def cipher(self) -> str:
+        """The content cipher, e.g. "aes256-gcm" (read from the structure only when asked)."""
+        if self.known_cipher:
+            return self.known_cipher
+        info = cms.ContentInfo.load(self.der)["content"]
+        oid = info["encrypted_content_info"]["content_encryption_algorithm"]["algorithm"].dotted
+        return CONTENT_CIPHERS[oid][0]
+
+
+def _decrypt_with_cryptography(der: bytes, credentials: Sequence[Credential]
+                               ) -> Decrypted | None:
+    """The common case (RSA PKCS#1 v1.5, AES-CBC, DER) through cryptography's own code.
+
+    Anything it does not cover (BER from real clients, OAEP, ECDH, 3DES, key ids) or
+    cannot open returns None, and the general path below takes over.
+    """
+    for credential in credentials:
+        if not isinstance(credential.key, rsa.RSAPrivateKey):
+            continue
+        try:
+            content = pkcs7.pkcs7_decrypt_der(der, credential.cert, credential.key, [])
+        except (ValueError, CryptographyUnsupported):
+            continue
+        return Decrypted(content, "rsa-pkcs1v15", credential, der=der)
+    return None
 
 
 def decrypt_enveloped(der: bytes, credentials: Sequence[Credential]) -> Decrypted:
     """Open EnvelopedData or AuthEnvelopedData with whichever of our keys it names."""
     info = load_content_info(der, ("enveloped_data", "authenticated_enveloped_data"))
     authenticated = info["content_type"].native == "authenticated_enveloped_data"
+    if not authenticated:
+        fast = _decrypt_with_cryptography(der, credentials)
+        if fast is not None:
+            return fast
     try:
         data = info["content"]
         content_info = data["auth_encrypted_content_info" if authenticated
@@ -119,7 +154,7 @@ def decrypt_enveloped(der: bytes, credentials: Sequence[Credential]) -> Decrypte
                 except DecryptionFailed as exc:
                     failures.append(exc)
                     continue
-                return Decrypted(content, cipher, transport, credential)
+                return Decrypted(content, transport, credential, known_cipher=cipher)
     except _PARSE_ERRORS as exc:
         raise MalformedMessage(f"the encrypted structure is corrupt: {exc}") from exc
     if failures:

@@ -14,11 +14,13 @@ import email.generator
 import email.message
 import email.policy
 import email.utils
+import functools
 import io
 import os
 import quopri
 import re
-from collections.abc import Iterable, Sequence
+import types
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from smime.errors import MalformedMessage
@@ -38,6 +40,9 @@ def to_crlf(data: bytes) -> bytes:
         return data.replace(b"\n", CRLF)
     if b"\n" not in data:
         return data.replace(b"\r", CRLF)
+    pairs = data.count(CRLF)
+    if pairs == data.count(b"\n") == data.count(b"\r"):
+        return data  # already canonical: the common case on the SMTP path, counted in C
     return _EOL.sub(CRLF, data)
 
 
@@ -103,15 +108,21 @@ class Entity:
     def to_bytes(self) -> bytes:
         return b"".join(h.raw for h in self.headers) + CRLF + self.body
 
-    def with_content(self, entity: bytes) -> bytes:
+    def replace_content(self, entity: bytes) -> Entity:
         """This message's outer fields around a new content entity (MIME-Version added)."""
         inner = Entity.parse(entity)
-        fields = [*self.outer_headers(), _field("MIME-Version", "1.0"), *inner.content_headers()]
-        return b"".join(h.raw for h in fields) + CRLF + inner.body
+        fields = (*self.outer_headers(), _MIME_VERSION, *inner.content_headers())
+        return Entity(fields, inner.body)
+
+    def with_content(self, entity: bytes) -> bytes:
+        return self.replace_content(entity).to_bytes()
 
 
 def _field(name: str, value: str) -> Header:
     return Header(name.lower(), f"{name}: {value}".encode() + CRLF)
+
+
+_MIME_VERSION = _field("MIME-Version", "1.0")
 
 
 def _split_fields(head: bytes) -> Iterable[Header]:
@@ -139,22 +150,28 @@ class ContentType:
     """A parsed Content-Type value (RFC 2045 §5): ``type/subtype`` and parameters."""
 
     mime_type: str
-    params: dict[str, str]
+    params: Mapping[str, str]  # read-only: parsed values are cached and shared
 
     @classmethod
     def parse(cls, value: str | None) -> ContentType:
-        if not value:
-            return cls("text/plain", {})
-        message = email.message.Message()
-        message["Content-Type"] = value
-        params = {
-            k.lower(): email.utils.collapse_rfc2231_value(v)
-            for k, v in (message.get_params() or [])[1:]
-        }
-        return cls(message.get_content_type(), params)
+        return _parse_content_type(value or "")
 
     def param(self, name: str) -> str | None:
         return self.params.get(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_content_type(value: str) -> ContentType:
+    """Parsed once per distinct value: most mail repeats a handful of them."""
+    if not value:
+        return ContentType("text/plain", types.MappingProxyType({}))
+    message = email.message.Message()
+    message["Content-Type"] = value
+    params = {
+        k.lower(): email.utils.collapse_rfc2231_value(v)
+        for k, v in (message.get_params() or [])[1:]
+    }
+    return ContentType(message.get_content_type(), types.MappingProxyType(params))
 
 
 def new_boundary() -> str:
@@ -197,9 +214,9 @@ def b64encode_lines(data: bytes) -> bytes:
 
 
 def b64decode_lenient(data: bytes) -> bytes:
-    """Decode base64 that may carry line breaks and white space."""
+    """Decode base64 that may carry line breaks and white space (skipped, as RFC 2045 says)."""
     try:
-        return base64.b64decode(b"".join(data.split()), validate=False)
+        return binascii.a2b_base64(data)
     except (binascii.Error, ValueError) as exc:
         raise MalformedMessage(f"the base64 body is corrupt: {exc}") from exc
 

@@ -31,7 +31,12 @@ from smime.algorithms import (
     KEY_WRAPS,
     EccCmsSharedInfo,
 )
-from smime.credentials import Credential, issuer_and_serial, subject_key_identifier
+from smime.credentials import (
+    Credential,
+    issuer_and_serial,
+    names_equal,
+    subject_key_identifier,
+)
 from smime.errors import DecryptionFailed, InvalidKey, UnsupportedAlgorithm
 
 
@@ -160,7 +165,7 @@ def _matches(rid: object, credential: Credential) -> bool:
     chosen = rid.chosen  # type: ignore[attr-defined]
     if name == "issuer_and_serial_number":
         return (chosen["serial_number"].native == credential.cert.serial_number
-                and chosen["issuer"] == credential.asn1_cert.issuer)
+                and names_equal(chosen["issuer"], credential.asn1_cert.issuer))
     if name == "subject_key_identifier":
         return chosen.native == credential.subject_key_identifier
     if name == "r_key_id":

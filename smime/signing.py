@@ -8,13 +8,15 @@ S/MIME capabilities (what we can decrypt) and the encryption key preference.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import algos, cms, core
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from smime import mime
+from smime import der, mime
 from smime.algorithms import ADVERTISED_CAPABILITIES, ADVERTISED_EC_CAPABILITIES, DIGESTS
 from smime.credentials import Credential
 from smime.errors import InvalidKey, UnsupportedAlgorithm
@@ -41,79 +43,104 @@ def default_digest(signer: Credential) -> str:
     return "sha256"
 
 
+@dataclass(frozen=True)
+class _Template:
+    """The DER of everything in a SignedData that does not change from mail to mail."""
+
+    digest_algorithm: bytes
+    signer_id: bytes
+    signature_algorithm: bytes
+    static_attributes: tuple[bytes, ...]
+    certificates: bytes
+
+
+_VERSION_1 = b"\x02\x01\x01"
+_OID_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.1").dump()
+_OID_SIGNED_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
+_OID_SIGNING_TIME = core.ObjectIdentifier("1.2.840.113549.1.9.5").dump()
+_OID_MESSAGE_DIGEST = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
+
+
+@functools.lru_cache(maxsize=512)
+def _template(signer: Credential, digest: str, pss: bool) -> _Template:
+    key = signer.key
+    if isinstance(key, rsa.RSAPrivateKey) and pss:
+        salt = DIGESTS[digest]().digest_size
+        signature_algorithm = algos.SignedDigestAlgorithm({
+            "algorithm": "rsassa_pss",
+            "parameters": algos.RSASSAPSSParams({
+                "hash_algorithm": {"algorithm": digest},
+                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": digest}},
+                "salt_length": salt,
+            }),
+        })
+    elif isinstance(key, rsa.RSAPrivateKey):
+        signature_algorithm = algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15",
+                                                           "parameters": core.Null()})
+    else:
+        if pss:
+            raise InvalidKey("RSASSA-PSS needs an RSA key; this signer has an EC key")
+        signature_algorithm = algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
+    static = (
+        cms.CMSAttribute({"type": "content_type", "values": ["data"]}).dump(),
+        cms.CMSAttribute({"type": "smime_capabilities",
+                          "values": [_capabilities(signer)]}).dump(),
+        cms.CMSAttribute({"type": "encrypt_key_pref", "values": [
+            cms.SMIMEEncryptionKeyPreference(name="issuer_and_serial_number",
+                                             value=signer.issuer_and_serial)]}).dump(),
+    )
+    certificates = b"".join(c.dump() for c in (signer.asn1_cert, *signer.asn1_chain))
+    return _Template(
+        digest_algorithm=algos.DigestAlgorithm({"algorithm": digest}).dump(),
+        signer_id=signer.issuer_and_serial.dump(),
+        signature_algorithm=signature_algorithm.dump(),
+        static_attributes=static,
+        certificates=der.tlv(der.CONTEXT_0, certificates),
+    )
+
+
+def _signature(signer: Credential, data: bytes, digest: str, pss: bool) -> bytes:
+    key = signer.key
+    hash_algorithm = DIGESTS[digest]()
+    if isinstance(key, rsa.RSAPrivateKey):
+        if pss:
+            pad = padding.PSS(mgf=padding.MGF1(hash_algorithm),
+                              salt_length=hash_algorithm.digest_size)
+            return key.sign(data, pad, hash_algorithm)
+        return key.sign(data, padding.PKCS1v15(), hash_algorithm)
+    return key.sign(data, ec.ECDSA(hash_algorithm))
+
+
 def signed_data(content: bytes, signer: Credential, *, signing_time: datetime,
                 detached: bool = True, digest: str | None = None, pss: bool = False) -> bytes:
     """DER ContentInfo(SignedData) over ``content`` (already canonical bytes)."""
     digest = digest or default_digest(signer)
     if digest not in _MICALG:
         raise UnsupportedAlgorithm(f"cannot sign with {digest!r}: use sha256, sha384 or sha512")
-    hash_algorithm = DIGESTS[digest]()
-    hasher = hashes.Hash(hash_algorithm)
+    template = _template(signer, digest, pss)
+    hasher = hashes.Hash(DIGESTS[digest]())
     hasher.update(content)
-    message_digest = hasher.finalize()
-
-    attrs = cms.CMSAttributes([
-        {"type": "content_type", "values": ["data"]},
-        {"type": "signing_time", "values": [cms.Time({"utc_time": signing_time})
-                                              if 1950 <= signing_time.year < 2050
-                                              else cms.Time({"generalized_time": signing_time})]},
-        {"type": "message_digest", "values": [message_digest]},
-        {"type": "smime_capabilities", "values": [_capabilities(signer)]},
-        {"type": "encrypt_key_pref",
-         "values": [cms.SMIMEEncryptionKeyPreference(
-             name="issuer_and_serial_number", value=signer.issuer_and_serial)]},
-    ])
-    # RFC 5652 §5.4: the signature covers the DER of the attributes as a SET OF.
-    to_sign = attrs.dump()
-
-    key = signer.key
-    if isinstance(key, rsa.RSAPrivateKey):
-        if pss:
-            salt = hash_algorithm.digest_size
-            signature = key.sign(
-                to_sign, padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=salt),
-                hash_algorithm,
-            )
-            signature_algorithm = algos.SignedDigestAlgorithm({
-                "algorithm": "rsassa_pss",
-                "parameters": algos.RSASSAPSSParams({
-                    "hash_algorithm": {"algorithm": digest},
-                    "mask_gen_algorithm": {"algorithm": "mgf1",
-                                           "parameters": {"algorithm": digest}},
-                    "salt_length": salt,
-                }),
-            })
-        else:
-            signature = key.sign(to_sign, padding.PKCS1v15(), hash_algorithm)
-            signature_algorithm = algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"})
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        if pss:
-            raise InvalidKey("RSASSA-PSS needs an RSA key; this signer has an EC key")
-        signature = key.sign(to_sign, ec.ECDSA(hash_algorithm))
-        signature_algorithm = algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
-    else:  # pragma: no cover - Credential already refuses other key types
-        raise InvalidKey(f"unsupported key type {type(key).__name__}")
-
-    signer_info = cms.SignerInfo({
-        "version": "v1",
-        "sid": cms.SignerIdentifier(name="issuer_and_serial_number",
-                                    value=signer.issuer_and_serial),
-        "digest_algorithm": {"algorithm": digest},
-        "signed_attrs": attrs,
-        "signature_algorithm": signature_algorithm,
-        "signature": signature,
-    })
-    encap: dict[str, object] = {"content_type": "data"}
-    if not detached:
-        encap["content"] = core.OctetString(content)
-    data = cms.SignedData({
-        "version": "v1",
-        "digest_algorithms": [{"algorithm": digest}],
-        "encap_content_info": encap,
-        "certificates": [signer.asn1_cert, *signer.asn1_chain],
-        "signer_infos": [signer_info],
-    })
-    return cms.ContentInfo({"content_type": "signed_data", "content": data}).dump()
+    attributes = der.set_of((
+        *template.static_attributes,
+        der.sequence(_OID_SIGNING_TIME, der.tlv(der.SET, der.time(signing_time))),
+        der.sequence(_OID_MESSAGE_DIGEST,
+                     der.tlv(der.SET, der.tlv(der.OCTET_STRING, hasher.finalize()))),
+    ))
+    # RFC 5652 §5.4: the signature covers the attributes encoded as a SET OF; in the
+    # SignerInfo they travel as [0] IMPLICIT.
+    signature = _signature(signer, attributes, digest, pss)
+    signer_info = der.sequence(
+        _VERSION_1, template.signer_id, template.digest_algorithm,
+        bytes((der.CONTEXT_0,)) + attributes[1:],
+        template.signature_algorithm, der.tlv(der.OCTET_STRING, signature),
+    )
+    encapsulated = der.sequence(_OID_DATA) if detached else der.sequence(
+        _OID_DATA, der.tlv(der.CONTEXT_0, der.tlv(der.OCTET_STRING, content)))
+    body = der.sequence(
+        _VERSION_1, der.tlv(der.SET, template.digest_algorithm), encapsulated,
+        template.certificates, der.tlv(der.SET, signer_info),
+    )
+    return der.sequence(_OID_SIGNED_DATA, der.tlv(der.CONTEXT_0, body))
 
 
 def sign(message: bytes, signer: Credential, *, signing_time: datetime, opaque: bool = False,

@@ -19,7 +19,7 @@ from smime import mime
 from smime.credentials import Credential
 from smime.envelope import Decrypted, decrypt_enveloped
 from smime.errors import MalformedMessage, NotSmime, SmimeError
-from smime.verification import Verdict, from_address_of, verify
+from smime.verification import Verdict, from_address_of, verify_entity
 
 MAX_LAYERS = 8
 # Signatures opened only to reach what they wrap are not judged, so any time will do.
@@ -79,26 +79,25 @@ def unwrap(message: bytes, *, credentials: Sequence[Credential] = (),
     """Open every S/MIME layer we can; raises only for a message that is not MIME."""
     outer = mime.Entity.parse(message)
     sender = from_address if from_address is not None else from_address_of(outer)
-    current = outer.to_bytes()
+    entity = outer
     layers: list[Layer] = []
     for _ in range(MAX_LAYERS):
-        entity = mime.Entity.parse(current)
         content_type = entity.content_type()
         if content_type.mime_type == "multipart/signed":
-            verdict = verify(current, anchors, at=at, from_address=sender,
-                             check_address=check_address)
+            verdict = verify_entity(entity, anchors, at=at, from_address=sender,
+                                    check_address=check_address)
             layers.append(SignatureLayer(verdict, opaque=False))
-            current = outer.with_content(verdict.content)
+            entity = outer.replace_content(verdict.content)
             continue
         if content_type.mime_type not in _PKCS7_MIME:
             break
         der = mime.decode_body(entity)
         kind = _cms_kind(der)
         if kind == "signed_data":
-            verdict = verify(current, anchors, at=at, from_address=sender,
-                             check_address=check_address)
+            verdict = verify_entity(entity, anchors, at=at, from_address=sender,
+                                    check_address=check_address)
             layers.append(SignatureLayer(verdict, opaque=True))
-            current = outer.with_content(mime.to_crlf(verdict.content))
+            entity = outer.replace_content(verdict.content)
         elif kind in ("enveloped_data", "authenticated_enveloped_data"):
             try:
                 decrypted = decrypt_enveloped(der, credentials)
@@ -106,17 +105,17 @@ def unwrap(message: bytes, *, credentials: Sequence[Credential] = (),
                 layers.append(EncryptionLayer(None, exc))
                 break
             layers.append(EncryptionLayer(decrypted))
-            current = outer.with_content(mime.to_crlf(decrypted.content))
+            entity = outer.replace_content(decrypted.content)
         elif kind == "compressed_data":
             try:
                 inner = cms.ContentInfo.load(der)["content"].decompressed
             except (ValueError, TypeError, KeyError, zlib.error) as exc:
                 raise MalformedMessage(f"the compressed part is corrupt: {exc}") from exc
             layers.append(CompressionLayer())
-            current = outer.with_content(mime.to_crlf(inner))
+            entity = outer.replace_content(inner)
         else:
             break
-    return Unwrapped(current, tuple(layers))
+    return Unwrapped(entity.to_bytes(), tuple(layers))
 
 
 def decrypt(message: bytes, credentials: Sequence[Credential]) -> tuple[bytes, Decrypted]:
@@ -126,13 +125,12 @@ def decrypt(message: bytes, credentials: Sequence[Credential]) -> tuple[bytes, D
     signature inside stays, so it can still be verified afterwards.
     """
     outer = mime.Entity.parse(message)
-    current = outer.to_bytes()
+    entity = outer
     for _ in range(MAX_LAYERS):
-        entity = mime.Entity.parse(current)
         mime_type = entity.content_type().mime_type
         if mime_type == "multipart/signed":
-            verdict = verify(current, (), at=_EPOCH, check_address=False)
-            current = outer.with_content(verdict.content)
+            verdict = verify_entity(entity, (), at=_EPOCH, check_address=False)
+            entity = outer.replace_content(verdict.content)
             continue
         if mime_type not in _PKCS7_MIME:
             break
@@ -140,9 +138,9 @@ def decrypt(message: bytes, credentials: Sequence[Credential]) -> tuple[bytes, D
         kind = _cms_kind(der)
         if kind in ("enveloped_data", "authenticated_enveloped_data"):
             decrypted = decrypt_enveloped(der, credentials)
-            return outer.with_content(mime.to_crlf(decrypted.content)), decrypted
+            return outer.with_content(decrypted.content), decrypted
         if kind != "signed_data":
             break
-        verdict = verify(current, (), at=_EPOCH, check_address=False)
-        current = outer.with_content(mime.to_crlf(verdict.content))
+        verdict = verify_entity(entity, (), at=_EPOCH, check_address=False)
+        entity = outer.replace_content(verdict.content)
     raise NotSmime("the message is not encrypted (no enveloped-data layer found)")

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from smime import mime
 from smime.algorithms import CAPABILITY_NAMES, DIGESTS, WEAK_DIGESTS
 from smime.chain import Problem, email_usage_problem, validate
-from smime.credentials import email_addresses, normalise_address
+from smime.credentials import email_addresses, names_equal, normalise_address
 from smime.errors import MalformedMessage, NotSmime
 
 # A claimed signing time this far past "now" is not believed (clock skew allowance).
@@ -126,7 +126,14 @@ def verify(message: bytes, anchors: Sequence[x509.Certificate], *, at: datetime,
     ``check_address`` is false. ``at`` is "now": certificates are judged at the
     signing time the signer claims, unless that lies after ``at``.
     """
-    entity = mime.Entity.parse(message)
+    return verify_entity(mime.Entity.parse(message), anchors, at=at, from_address=from_address,
+                         check_address=check_address, extra_certs=extra_certs)
+
+
+def verify_entity(entity: mime.Entity, anchors: Sequence[x509.Certificate], *, at: datetime,
+                  from_address: str | None = None, check_address: bool = True,
+                  extra_certs: Sequence[x509.Certificate] = ()) -> Verdict:
+    """``verify`` for a message already parsed."""
     if check_address and from_address is None:
         from_address = from_address_of(entity)
     expected = from_address if check_address else None
@@ -212,8 +219,8 @@ def _find_certificate(sid: cms.SignerIdentifier | cms.RecipientIdentifier,
         serial = sid.chosen["serial_number"].native
         for cert in pool:
             # asn1crypto compares names normalised (RFC 5280 §7.1), not byte for byte.
-            if cert.serial_number == serial and asn1_x509.Name.load(
-                    cert.issuer.public_bytes()) == issuer:
+            if cert.serial_number == serial and names_equal(
+                    asn1_x509.Name.load(cert.issuer.public_bytes()), issuer):
                 return cert
         return None
     key_id = sid.chosen.native
