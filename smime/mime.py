@@ -210,7 +210,8 @@ def split_multipart(body: bytes, boundary: str) -> list[bytes]:
 
 def b64encode_lines(data: bytes) -> bytes:
     """Base64 in 76-character lines with CRLF (RFC 2045 §6.8)."""
-    return base64.encodebytes(data).replace(b"\n", CRLF)
+    encoded = binascii.b2a_base64(data, newline=False)
+    return CRLF.join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + CRLF
 
 
 def b64decode_lenient(data: bytes) -> bytes:
@@ -245,9 +246,9 @@ def make_transport_safe(entity: bytes) -> bytes:
 
     A signature must survive the trip: a relay may turn 8-bit text into quoted-printable
     (RFC 6152 downgrade) or fold long lines, which would break it. Parts that are already
-    safe keep their exact bytes (RFC 8551 §3.1.2).
+    safe keep their exact bytes (RFC 8551 §3.1.2). The input already has CRLF line ends,
+    as ``Entity`` gives them.
     """
-    entity = to_crlf(entity)
     if is_transport_safe(entity):
         return entity
     message = email.message_from_bytes(entity, policy=email.policy.compat32)
