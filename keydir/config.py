@@ -1,0 +1,200 @@
+"""Configuration: TOML file plus ``SEALGATE_<SECTION>__<KEY>`` environment overrides.
+
+Where the file comes from, in order: ``--config FILE``, ``$SEALGATE_CONFIG``,
+``./sealgate.toml`` if present, else the embedded default (everything below). Every key
+has a default, so no file is needed for a single-machine install. Unknown sections or
+keys are refused with a message naming them: a typo must not silently do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Self
+
+ENV_PREFIX = "SEALGATE_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class DataSection:
+    dir: str = "sealgate-data"  # master key, internal CA, generated TLS certificate
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    url: str = ""  # empty: sqlite:///<data.dir>/sealgate.db
+
+
+@dataclass(frozen=True)
+class RelaySection:
+    inbound_listen: str = "127.0.0.1:2525"
+    outbound_listen: str = "127.0.0.1:2587"
+    outbound_clients: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    smarthost: str = ""
+
+
+@dataclass(frozen=True)
+class WebSection:
+    listen: str = "127.0.0.1:8080"
+    public_url: str = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class DnsSection:
+    nameservers: tuple[str, ...] = ()  # "host" or "host:port"; empty: the system resolver
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class CaSection:
+    backend: str = "internal"  # "internal", "acme" or a vendor adapter's name
+    key_type: str = "rsa2048"  # for new user keys: rsa2048, rsa3072, ec256, ec384
+    internal_ca_key_type: str = "rsa3072"  # the internal CA's own key, made by 'init'
+    validity_days: int = 365
+    rollover_days: int = 7  # issue the successor this many days before expiry
+    acme_directory: str = ""  # ACME (RFC 8555/8823) directory URL
+    acme_contact: str = ""  # mailto: contact for the ACME account
+
+
+@dataclass(frozen=True)
+class RevocationSection:
+    check: bool = True  # check partners' certificates by OCSP/CRL before use
+    soft_fail: bool = True  # an unreachable responder does not block encryption
+    cache_hours: int = 24
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class DomainsSection:
+    revalidate_days: int = 365
+    txt_prefix: str = "_sealgate"  # the TXT record lives at <prefix>.<domain>
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataSection = field(default_factory=DataSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    relay: RelaySection = field(default_factory=RelaySection)
+    web: WebSection = field(default_factory=WebSection)
+    dns: DnsSection = field(default_factory=DnsSection)
+    ca: CaSection = field(default_factory=CaSection)
+    revocation: RevocationSection = field(default_factory=RevocationSection)
+    domains: DomainsSection = field(default_factory=DomainsSection)
+    source: str = "embedded default"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'sealgate.db'}"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "") -> Self:
+        sections: dict[str, Any] = {}
+        for section in fields(cls):
+            if section.name == "source":
+                continue
+            sections[section.name] = _section(section.name, values.get(section.name, {}))
+        unknown = set(values) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown configuration section(s): {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(sections)}")
+        return cls(**sections, source=source or "embedded default")
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "data": DataSection, "database": DatabaseSection, "relay": RelaySection,
+    "web": WebSection, "dns": DnsSection, "ca": CaSection,
+    "revocation": RevocationSection, "domains": DomainsSection,
+}
+
+
+def _section(name: str, raw: object) -> Any:
+    kind = _SECTION_TYPES[name]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{name}] must be a table of keys")
+    defaults = kind()
+    known = {f.name: f for f in fields(kind)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(known)}")
+    values = {key: _coerce(f"{name}.{key}", getattr(defaults, key), value)
+              for key, value in raw.items()}
+    return replace(defaults, **values)
+
+
+def _coerce(where: str, default: object, value: object) -> object:
+    """Bring a TOML or environment value to the type of the key's default."""
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    if isinstance(default, int | float):
+        try:
+            return type(default)(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}") from None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{where}: cannot read the list {text!r}: {exc}") from None
+            else:
+                value = [item.strip() for item in text.split(",") if item.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, not {value!r}")
+    return value
+
+
+def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if environ.get("SEALGATE_CONFIG"):
+        return Path(environ["SEALGATE_CONFIG"])
+    local = Path("sealgate.toml")
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration in force: file (if any) with environment overrides on top."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(explicit, environ)
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"the configuration file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the configuration file {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].partition("__")
+        values.setdefault(section.lower(), {})[key.lower()] = value
+    return Config.from_mapping(values, source=str(path) if path else "")

@@ -1,0 +1,38 @@
+"""Periodic jobs by name: what ``sealgate jobs run NAME`` and the scheduler call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from keydir import domains, issuance
+from keydir.service import Directory
+
+Job = Callable[[Directory, Session, datetime], str]
+
+
+def _rollover(directory: Directory, session: Session, now: datetime) -> str:
+    rolled = issuance.rollover(directory, session, now)
+    return f"{len(rolled)} certificate(s) rolled over" + (f": {', '.join(rolled)}"
+                                                          if rolled else "")
+
+
+def _issuance(directory: Directory, session: Session, now: datetime) -> str:
+    done = issuance.retry_pending(directory, session, now)
+    return f"{len(done)} pending issuance(s) completed" + (f": {', '.join(done)}"
+                                                           if done else "")
+
+
+def _revalidate(directory: Directory, session: Session, now: datetime) -> str:
+    checked = domains.revalidate(session, directory.config, now)
+    return f"{len(checked)} domain(s) re-validated" + (f": {'; '.join(checked)}"
+                                                        if checked else "")
+
+
+JOBS: dict[str, Job] = {
+    "rollover": _rollover,
+    "issuance": _issuance,
+    "revalidate-domains": _revalidate,
+}
