@@ -62,3 +62,6 @@ def message(sender: str = "alice@example.com", to: str = "bob@example.org",
             f"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n"
             f"MIME-Version: 1.0\r\nContent-Type: {content_type}\r\n").encode() + extra + (
                 b"\r\n" + body)
+
+
+from tests.keydir_fixtures import database_url, directory  # noqa: E402,F401 - fixtures
