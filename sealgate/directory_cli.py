@@ -6,6 +6,7 @@ Names and options are the operator contract of the design brief; scripts depend 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 import smime
-from keydir import certificates, domains, issuance, jobs, tenancy, trust
+from keydir import certificates, domains, export, issuance, jobs, tenancy, trust
 from keydir.ca.base import IssuanceFailed
 from keydir.errors import DirectoryError
 from keydir.models import CertificateKind
@@ -238,6 +239,27 @@ def cert_show(context: Context, address: str, pem: bool) -> None:
         click.echo(f"address: {row.address}\nsubject: {row.subject}\nissuer: {row.issuer}\n"
                    f"serial: {row.serial}\nvalid: {_iso(row.not_before)} to "
                    f"{_iso(row.not_after)}\nsha256: {row.fingerprint}")
+
+
+@cert_group.command("export")
+@click.argument("address")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the PKCS#12 file (created with mode 0600).")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="File holding the export password (12+ characters).")
+@pass_context
+@reports_errors
+def cert_export(context: Context, address: str, out: Path, password_file: Path) -> None:
+    """Export ADDRESS's current key and certificate as PKCS#12 (audited)."""
+    password = password_file.read_bytes().rstrip(b"\r\n")
+    directory = context.directory()
+    with directory.transaction() as session:
+        data = export.export_pkcs12(directory, session, address, password, now_utc(),
+                                    actor="cli")
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    click.echo(f"key and certificate of {address} written to {out} (this export is logged)")
 
 
 @cert_group.command("import")

@@ -166,3 +166,20 @@ def test_tenants_do_not_see_each_others_certificates(directory, pki, bob):
         certificates.import_certificate(session, acme.id, bob.cert, now)
         assert certificates.select_for_encryption(session, acme.id, bob.email, now)
         assert certificates.select_for_encryption(session, other.id, bob.email, now) is None
+
+
+def test_pkcs12_export_is_the_audited_way_out(directory):
+    from keydir import events, export
+
+    now = _setup(directory)
+    with directory.transaction() as session:
+        row = issuance.issue(directory, session, "alice@example.com", now).certificate
+        with pytest.raises(Refused, match="at least 12"):
+            export.export_pkcs12(directory, session, "alice@example.com", b"short", now, "cli")
+        data = export.export_pkcs12(directory, session, "alice@example.com",
+                                    b"a long enough password", now, actor="admin@acme.test")
+        logged = events.recent(session, action_prefix="key.exported")
+    loaded = smime.load_pkcs12(data, b"a long enough password")
+    assert loaded.cert == certificates.load(row)
+    assert loaded.chain == directory.ca.chain()
+    assert [(e.actor, e.subject) for e in logged] == [("admin@acme.test", "alice@example.com")]
