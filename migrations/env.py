@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import relay.models  # noqa: F401 - the relay's tables share the metadata
 from keydir.models import Base
 
 engine = context.config.attributes["engine"]
