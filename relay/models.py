@@ -25,6 +25,7 @@ class Direction(enum.StrEnum):
 class State(enum.StrEnum):
     QUEUED = "queued"  # accepted, waiting for the pipeline
     READY = "ready"  # processed, waiting for delivery
+    SPLIT = "split"  # processed; its copies (one per recipient set and route) go on
     DEFERRED = "deferred"  # delivery failed temporarily; retried at next_attempt_at
     HELD = "held"  # must not leave as it is (e.g. encryption required, no way yet)
     DELIVERED = "delivered"

@@ -1,0 +1,389 @@
+"""The message pipeline: a tuple of named steps per direction, each one small class.
+
+A reader can list what happens to a message::
+
+    OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef",
+                "non_participant", "certificate", "sign", "encrypt")
+    INBOUND = ("strip_result_headers", "unwrap", "deliver_to_next_hop")
+
+Each step's ``process(job)`` reads and changes the ``Job``. ``Stop`` ends the pipeline
+early with the job's outputs as they are (a control signal, not an error); any other
+exception is a bug and parks the message for a person, never loses it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlparse
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import smime
+from keydir import certificates, issuance
+from keydir.models import User
+from keydir.service import Directory
+from keydir.tenancy import domain_of, find_domain, participant
+from keydir.trust import anchors_for
+from relay.models import Direction, EncryptionRule
+from smime import mime
+
+
+class Stop(Exception):
+    """This message needs no further steps: deliver the outputs collected so far."""
+
+
+class Hold(Exception):
+    """Some recipients must not get this message as it is (encryption required, impossible).
+
+    The outputs collected so far are still delivered; these recipients' copy is held.
+    """
+
+    def __init__(self, recipients: Sequence[str]) -> None:
+        super().__init__(f"held for {', '.join(recipients)}")
+        self.recipients = list(recipients)
+
+
+@dataclass
+class Output:
+    recipients: list[str]
+    data: bytes
+    route: str  # "outbound" (MX or smarthost) or "next-hop:<domain>"
+
+
+@dataclass
+class Job:
+    direction: Direction
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+    tenant_id: int | None
+    now: datetime
+    directory: Directory
+    session: Session
+    sender: User | None = None
+    flags: set[str] = field(default_factory=set)
+    forced: set[str] = field(default_factory=set)  # recipients that must get encryption
+    actions: list[str] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
+
+    def log(self, action: str) -> None:
+        self.actions.append(action)
+
+
+# --- outbound ---------------------------------------------------------------------------
+
+TAG_PATTERN = re.compile(r"\s*\[(encrypt-always|encrypt|nosign)\]\s*", re.IGNORECASE)
+_SUBJECT_LINE = re.compile(rb"^Subject:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*\r\n",
+                           re.IGNORECASE | re.MULTILINE)
+
+
+class SenderStep:
+    """Who is sending: a participating user, or someone who passes untouched."""
+
+    def process(self, job: Job) -> None:
+        job.sender = participant(job.session, job.mail_from)
+        job.log("sender participates" if job.sender else "sender does not participate")
+
+
+class SubjectTagsStep:
+    """``[encrypt]``, ``[encrypt-always]``, ``[nosign]`` and Outlook's Sensitivity header."""
+
+    def process(self, job: Job) -> None:
+        if job.sender is None:
+            return  # non-participants' mail is not touched at all
+        head, separator, body = job.data.partition(b"\r\n\r\n")
+        head += b"\r\n"
+        match = _SUBJECT_LINE.search(head)
+        if match:
+            name, _, value = match.group(0).decode("utf-8", "surrogateescape").partition(":")
+            tags = {tag.lower() for tag in TAG_PATTERN.findall(value)}
+            if tags:
+                value = " ".join(TAG_PATTERN.sub(" ", value).split())
+                line = f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
+                head = head.replace(match.group(0), line, 1)
+                job.data = head[:-2] + separator + body
+                job.flags |= tags
+                job.log(f"subject tags {', '.join(sorted(tags))} applied and removed")
+        sensitivity = mime.Entity.parse(head + b"\r\n").get("sensitivity") or ""
+        if sensitivity.strip().lower() == "company-confidential":
+            job.flags.add("encrypt")
+            job.log("Sensitivity: Company-Confidential requires encryption")
+        if "encrypt-always" in job.flags:
+            job.flags.add("encrypt")
+
+
+class EncryptRulesStep:
+    """``[encrypt-always]`` records a rule; earlier rules force encryption now."""
+
+    def process(self, job: Job) -> None:
+        if job.sender is None:
+            return
+        sender = job.sender.address
+        wanted = {r.lower() for r in job.recipients}
+        existing = set(job.session.scalars(select(EncryptionRule.recipient).where(
+            EncryptionRule.sender == sender, EncryptionRule.recipient.in_(wanted))))
+        if "encrypt-always" in job.flags:
+            for recipient in sorted(wanted - existing):
+                job.session.add(EncryptionRule(tenant_id=job.sender.tenant_id, sender=sender,
+                                               recipient=recipient, created_at=job.now))
+            job.log(f"encryption always required from {sender} to {', '.join(sorted(wanted))}")
+            existing = wanted
+        job.forced = wanted if "encrypt" in job.flags else existing
+        if existing and "encrypt" not in job.flags:
+            job.log(f"standing rule: encryption required for {', '.join(sorted(existing))}")
+
+
+_PASS_TYPES = ("text/calendar", "application/ms-tnef", "application/vnd.ms-tnef")
+
+
+def _carries_calendar_or_tnef(data: bytes) -> bool:
+    lowered = data.lower()
+    if not any(t.encode() in lowered for t in _PASS_TYPES) and b"winmail.dat" not in lowered:
+        return False  # the common case, decided without parsing
+    message = email.message_from_bytes(data)
+    for part in message.walk():
+        if part.get_content_type() in _PASS_TYPES or (part.get_filename() or "").lower() == (
+                "winmail.dat"):
+            return True
+    return False
+
+
+class CalendarAndTnefStep:
+    """Invitations and RTF (TNEF) mail pass unchanged: clients mishandle them wrapped."""
+
+    def process(self, job: Job) -> None:
+        if _carries_calendar_or_tnef(job.data):
+            job.outputs = [Output(list(job.recipients), job.data, "outbound")]
+            job.log("calendar/TNEF content: passed through unchanged")
+            raise Stop
+
+
+class NonParticipantStep:
+    """Non-participants: untouched, except encryption to known partner domain certificates."""
+
+    def process(self, job: Job) -> None:
+        if job.sender is not None:
+            return
+        plain: list[str] = []
+        for recipient in job.recipients:
+            selection = certificates.select_for_encryption(
+                job.session, job.tenant_id or 0, recipient, job.now)
+            if selection is not None and selection.kind.value == "partner-domain":
+                job.outputs.append(Output([recipient], _encrypt(job, [selection]), "outbound"))
+                job.log(f"encrypted for {recipient} to its domain certificate")
+            else:
+                plain.append(recipient)
+        if plain:
+            job.outputs.append(Output(plain, job.data, "outbound"))
+            job.log(f"passed through unchanged to {', '.join(plain)}")
+        raise Stop
+
+
+class CertificateStep:
+    """A participating sender without a valid certificate gets one now."""
+
+    def process(self, job: Job) -> None:
+        if "nosign" in job.flags or job.sender is None:
+            return
+        row = issuance.ensure_certificate(job.directory, job.session, job.sender.address,
+                                          job.now)
+        if row is None:
+            job.log("no certificate yet (issuance pending or failed): sent unsigned")
+            job.flags.add("unsigned")
+
+
+class SignStep:
+    def process(self, job: Job) -> None:
+        if job.sender is None or "nosign" in job.flags or "unsigned" in job.flags:
+            return
+        credential = issuance.signing_credential(job.directory, job.session,
+                                                 job.sender.address, job.now)
+        if credential is None:
+            job.log("no signing key: sent unsigned")
+            return
+        job.data = smime.sign(job.data, credential, signing_time=job.now)
+        job.log(f"signed by {job.sender.address} (serial {credential.cert.serial_number:x})")
+
+
+def _cipher_for(selections: Sequence[certificates.Selection]) -> smime.Cipher:
+    """AES-256-GCM only if every recipient advertised it; AES-256-CBC otherwise."""
+    if selections and all("aes256-gcm" in s.capabilities for s in selections):
+        return smime.Cipher.AES256_GCM
+    return smime.Cipher.AES256_CBC
+
+
+def _recipient(selection: certificates.Selection) -> smime.Recipient:
+    # RSA-OAEP only for partners who said they read it (RFC 8551 §2.5.2 capabilities).
+    oaep = (isinstance(selection.certificate.public_key(), rsa.RSAPublicKey)
+            and "rsaes-oaep" in selection.capabilities)
+    return smime.Recipient(selection.certificate, oaep=oaep)
+
+
+def _encrypt(job: Job, selections: Sequence[certificates.Selection]) -> bytes:
+    return smime.encrypt(job.data, [_recipient(s) for s in selections], _cipher_for(selections))
+
+
+class EncryptStep:
+    """Per recipient: encrypt when a certificate is known; one copy per recipient set."""
+
+    def process(self, job: Job) -> None:
+        with_cert: dict[str, certificates.Selection] = {}
+        without: list[str] = []
+        for recipient in job.recipients:
+            selection = certificates.select_for_encryption(
+                job.session, job.tenant_id or 0, recipient, job.now)
+            if selection is None:
+                without.append(recipient)
+            else:
+                with_cert[recipient] = selection
+        if with_cert:
+            data = _encrypt(job, list(with_cert.values()))
+            job.outputs.append(Output(list(with_cert), data, "outbound"))
+            cipher = _cipher_for(list(with_cert.values())).value
+            job.log(f"encrypted ({cipher}) for {', '.join(with_cert)}")
+        forced = [r for r in without if r.lower() in job.forced]
+        plain = [r for r in without if r.lower() not in job.forced]
+        if plain:
+            job.outputs.append(Output(plain, job.data, "outbound"))
+            job.log(f"sent {'signed' if 'nosign' not in job.flags else 'as is'} without "
+                    f"encryption to {', '.join(plain)} (no certificate known)")
+        if forced:
+            job.log(f"encryption required but no certificate for {', '.join(forced)}: held "
+                    "for the web portal; never sent in plaintext")
+            raise Hold(forced)
+
+
+# --- inbound ----------------------------------------------------------------------------
+
+_RESULTS = re.compile(rb"^Authentication-Results:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*\r\n",
+                      re.IGNORECASE | re.MULTILINE)
+
+
+def authserv_id(directory: Directory) -> str:
+    return urlparse(directory.config.web.public_url).hostname or "sealgate"
+
+
+class StripResultHeadersStep:
+    """Results claiming to be ours were forged upstream: remove them (RFC 8601 §5)."""
+
+    def process(self, job: Job) -> None:
+        ours = authserv_id(job.directory).encode().lower()
+        head, separator, body = job.data.partition(b"\r\n\r\n")
+        head += b"\r\n"
+        removed = 0
+        for match in list(_RESULTS.finditer(head)):
+            value = match.group(0).split(b":", 1)[1].strip().lower()
+            if value.startswith(ours):
+                head = head.replace(match.group(0), b"", 1)
+                removed += 1
+        if removed:
+            job.data = head[:-2] + separator + body
+            job.log(f"removed {removed} forged Authentication-Results header(s)")
+
+
+class UnwrapStep:
+    """Decrypt with any of our keys, verify signatures, harvest, record the verdict."""
+
+    def process(self, job: Job) -> None:
+        entity = mime.Entity.parse(job.data)
+        kind = entity.content_type().mime_type
+        if kind not in ("multipart/signed", "application/pkcs7-mime",
+                        "application/x-pkcs7-mime"):
+            return
+        credentials: list[smime.Credential] = []
+        for recipient in job.recipients:
+            credentials += issuance.decryption_credentials(job.directory, job.session,
+                                                           recipient)
+        anchors = anchors_for(job.session, job.tenant_id)
+        try:
+            opened = smime.unwrap(job.data, credentials=credentials, anchors=anchors,
+                                  at=job.now)
+        except smime.SmimeError as exc:
+            job.log(f"S/MIME structure unreadable ({exc}): delivered as is")
+            return
+        sender = smime.verification.from_address_of(entity) or job.mail_from
+        results: list[str] = []
+        for layer in opened.layers:
+            if isinstance(layer, smime.EncryptionLayer):
+                if layer.decrypted is None:
+                    job.log(f"not decryptable with our keys ({layer.error}): delivered as is")
+                else:
+                    job.log(f"decrypted ({layer.decrypted.cipher}, "
+                            f"{layer.decrypted.key_transport})")
+            elif isinstance(layer, smime.SignatureLayer):
+                verdict = layer.verdict
+                results.append(_result(verdict, sender))
+                job.log(f"signature {verdict.status.value}"
+                        + (f": {verdict.reason}" if verdict.reason else ""))
+                for signer in verdict.signers:
+                    if signer.status is smime.Status.VALID and job.tenant_id is not None:
+                        harvested = certificates.harvest(job.session, job.tenant_id, sender,
+                                                         signer, job.now)
+                        if harvested.stored:
+                            job.log(f"certificate of {sender} harvested")
+        if opened.was_encrypted and not opened.complete:
+            data = job.data  # keep the original when we could not open it
+        else:
+            data = opened.message if opened.layers else job.data
+        if results:
+            header = (f"Authentication-Results: {authserv_id(job.directory)};\r\n\t"
+                      + ";\r\n\t".join(results) + "\r\n").encode()
+            data = header + data
+        job.data = data
+
+
+def _result(verdict: smime.Verdict, sender: str) -> str:
+    """RFC 7281: method "smime", result pass/fail/neutral, with the signer's identity."""
+    if verdict.valid:
+        return f"smime=pass smime.smime-identifier={sender}"
+    reason = verdict.status.value
+    result = "neutral" if verdict.status is smime.Status.UNTRUSTED else "fail"
+    return f"smime={result} (signature {reason}) smime.smime-identifier={sender}"
+
+
+class DeliverToNextHopStep:
+    def process(self, job: Job) -> None:
+        by_domain: dict[str, list[str]] = {}
+        for recipient in job.recipients:
+            by_domain.setdefault(domain_of(recipient.lower()), []).append(recipient)
+        for domain_name, recipients in by_domain.items():
+            domain = find_domain(job.session, domain_name)
+            route = f"next-hop:{domain.name}" if domain else "outbound"
+            job.outputs.append(Output(recipients, job.data, route))
+
+
+STEPS = {
+    "sender": SenderStep(),
+    "subject_tags": SubjectTagsStep(),
+    "encrypt_rules": EncryptRulesStep(),
+    "calendar_and_tnef": CalendarAndTnefStep(),
+    "non_participant": NonParticipantStep(),
+    "certificate": CertificateStep(),
+    "sign": SignStep(),
+    "encrypt": EncryptStep(),
+    "strip_result_headers": StripResultHeadersStep(),
+    "unwrap": UnwrapStep(),
+    "deliver_to_next_hop": DeliverToNextHopStep(),
+}
+
+OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef", "non_participant",
+            "certificate", "sign", "encrypt")
+INBOUND = ("strip_result_headers", "unwrap", "deliver_to_next_hop")
+
+
+def run(job: Job) -> Job:
+    """Run the job's pipeline; ``Hold`` propagates to the caller, ``Stop`` ends quietly."""
+    names = OUTBOUND if job.direction is Direction.OUTBOUND else INBOUND
+    try:
+        for name in names:
+            STEPS[name].process(job)
+    except Stop:
+        pass
+    return job
+

@@ -1,0 +1,88 @@
+"""The durable queue: enqueue on receipt, claim with a lease, finish or retry.
+
+Same code on SQLite and PostgreSQL. On PostgreSQL several relay nodes share the queue:
+candidate rows are selected ``FOR UPDATE SKIP LOCKED`` and each claim is a conditional
+UPDATE, so two workers never hold the same message; SQLite (one node) runs the same
+statements without the row locks, which it does not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from relay.models import Direction, QueuedMessage, State
+
+LEASE = timedelta(minutes=5)
+# Retry schedule after a temporary failure: 1, 2, 4, … minutes, at most 1 hour apart.
+BACKOFF_START = timedelta(minutes=1)
+BACKOFF_MAX = timedelta(hours=1)
+WORKABLE = (State.QUEUED, State.READY, State.DEFERRED)
+
+
+def enqueue(session: Session, direction: Direction, mail_from: str, recipients: Sequence[str],
+            data: bytes, now: datetime, *, tenant_id: int | None = None, client: str = "",
+            parent_id: int | None = None, state: State = State.QUEUED, route: str = "",
+            actions: Sequence[str] = ()) -> QueuedMessage:
+    row = QueuedMessage(
+        direction=direction, tenant_id=tenant_id, parent_id=parent_id, mail_from=mail_from,
+        recipients=list(recipients), data=data, size=len(data), client=client, state=state,
+        attempts=0, next_attempt_at=now, claimed_by="", claimed_until=None, last_error="",
+        actions=list(actions), route=route, created_at=now, updated_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def claim(sessions: sessionmaker[Session], worker: str, now: datetime,
+          limit: int = 10) -> list[int]:
+    """Ids of due messages now leased to ``worker`` (committed before returning)."""
+    claimed: list[int] = []
+    with sessions() as session, session.begin():
+        candidates = session.scalars(
+            select(QueuedMessage.id)
+            .where(QueuedMessage.state.in_(WORKABLE), QueuedMessage.next_attempt_at <= now,
+                   or_(QueuedMessage.claimed_until.is_(None),
+                       QueuedMessage.claimed_until < now))
+            .order_by(QueuedMessage.next_attempt_at, QueuedMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for message_id in candidates:
+            result = session.execute(
+                update(QueuedMessage)
+                .where(QueuedMessage.id == message_id,
+                       or_(QueuedMessage.claimed_until.is_(None),
+                           QueuedMessage.claimed_until < now))
+                .values(claimed_by=worker, claimed_until=now + LEASE)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(message_id)
+    return claimed
+
+
+def release(row: QueuedMessage, now: datetime) -> None:
+    row.claimed_by, row.claimed_until, row.updated_at = "", None, now
+
+
+def defer(row: QueuedMessage, now: datetime, error: str) -> None:
+    """A temporary failure: try again later, further apart each time."""
+    row.attempts += 1
+    row.last_error = error
+    row.state = State.DEFERRED
+    row.next_attempt_at = now + min(BACKOFF_START * 2 ** (row.attempts - 1), BACKOFF_MAX)
+    release(row, now)
+
+
+def log(row: QueuedMessage, action: str) -> None:
+    row.actions = [*row.actions, action]
+
+
+def pending(session: Session, limit: int = 200) -> list[QueuedMessage]:
+    return list(session.scalars(
+        select(QueuedMessage)
+        .where(QueuedMessage.state.not_in((State.DELIVERED,)))
+        .order_by(QueuedMessage.id).limit(limit)))

@@ -1,0 +1,185 @@
+"""Workers: take queued messages through the pipeline, then deliver them.
+
+A received message (``queued``) runs through its pipeline once; what comes out are
+copies (one per recipient set and route), each a queue row of its own in ``ready``.
+Ready and deferred rows are delivered; temporary failures are retried with back-off
+until ``max_age`` (5 days), then the sender gets a DSN. An unexpected error parks the
+message with the error for a person to look at: nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from keydir.service import Directory
+from keydir.tenancy import domain_of, find_domain
+from relay import delivery, pipeline
+from relay.dsn import build_dsn
+from relay.models import Direction, QueuedMessage, State
+from relay.queue import claim, defer, enqueue, log, release
+
+logger = logging.getLogger("sealgate.relay.worker")
+Clock = Callable[[], datetime]
+MAX_AGE = timedelta(days=5)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Worker:
+    def __init__(self, directory: Directory, name: str = "worker", clock: Clock = _utc_now,
+                 max_age: timedelta = MAX_AGE, smtp_timeout: float = delivery.TIMEOUT) -> None:
+        self.directory = directory
+        self.name = name
+        self.clock = clock
+        self.max_age = max_age
+        self.smtp_timeout = smtp_timeout
+
+    # --- the loop -------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Process every message due now; returns how many were handled."""
+        ids = claim(self.directory.sessions, self.name, self.clock())
+        for message_id in ids:
+            self.handle(message_id)
+        return len(ids)
+
+    def run_forever(self, stop: threading.Event, idle: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                handled = self.run_once()
+            except Exception:  # the loop must survive a database outage
+                logger.exception("%s: queue scan failed", self.name)
+                handled = 0
+            if not handled:
+                stop.wait(idle)
+
+    def handle(self, message_id: int) -> None:
+        try:
+            with self.directory.transaction() as session:
+                row = session.get(QueuedMessage, message_id)
+                if row is None or row.claimed_by != self.name:
+                    return
+                if row.state is State.QUEUED:
+                    self._process(session, row)
+                else:
+                    self._deliver(session, row)
+        except Exception as exc:  # a bug, not a mail problem: park the message, keep it
+            logger.exception("message %s parked", message_id)
+            self._park(message_id, exc)
+
+    def _park(self, message_id: int, exc: BaseException) -> None:
+        with self.directory.transaction() as session:
+            row = session.get(QueuedMessage, message_id)
+            if row is None:
+                return
+            row.state = State.PARKED
+            row.last_error = "".join(traceback.format_exception_only(exc)).strip()
+            log(row, f"parked after an unexpected error: {row.last_error}")
+            release(row, self.clock())
+
+    # --- pipeline ---------------------------------------------------------------------
+
+    def _process(self, session: Session, row: QueuedMessage) -> None:
+        now = self.clock()
+        job = pipeline.Job(direction=row.direction, mail_from=row.mail_from,
+                           recipients=list(row.recipients), data=row.data,
+                           tenant_id=row.tenant_id, now=now, directory=self.directory,
+                           session=session)
+        held: list[str] = []
+        try:
+            pipeline.run(job)
+        except pipeline.Hold as hold:
+            held = hold.recipients
+        for action in job.actions:
+            log(row, action)
+        for output in job.outputs:
+            for route, recipients in self._routes(session, output):
+                enqueue(session, row.direction, row.mail_from, recipients, output.data, now,
+                        tenant_id=row.tenant_id, parent_id=row.id, state=State.READY,
+                        route=route, actions=[f"copy of message {row.id}"])
+        if held:
+            enqueue(session, row.direction, row.mail_from, held, job.data, now,
+                    tenant_id=row.tenant_id, parent_id=row.id, state=State.HELD,
+                    actions=[f"copy of message {row.id}: encryption required, no "
+                             "certificate; waiting for the web portal"])
+        row.state = State.DELIVERED if not job.outputs and not held else State.SPLIT
+        release(row, now)
+
+    def _routes(self, session: Session, output: pipeline.Output) -> list[tuple[str, list[str]]]:
+        """Split an output by where it goes: smarthost, each domain's MX, or a next hop."""
+        if output.route.startswith("next-hop:") or self.directory.config.relay.smarthost:
+            return [(output.route, output.recipients)]
+        by_domain: dict[str, list[str]] = {}
+        for recipient in output.recipients:
+            by_domain.setdefault(domain_of(recipient.lower()), []).append(recipient)
+        return [(f"mx:{domain}", recipients) for domain, recipients in by_domain.items()]
+
+    # --- delivery -------------------------------------------------------------------
+
+    def _hosts(self, session: Session, row: QueuedMessage) -> list[tuple[str, int]]:
+        config = self.directory.config
+        if row.route.startswith("next-hop:"):
+            domain = find_domain(session, row.route.split(":", 1)[1])
+            if domain is None or not domain.next_hop:
+                raise delivery.RouteError(
+                    f"no next hop configured for {row.route.split(':', 1)[1]}: set it with "
+                    "'sealgate domain add … --next-hop HOST:PORT'", permanent=False)
+            return [delivery.parse_host_port(domain.next_hop)]
+        if config.relay.smarthost:
+            return [delivery.parse_host_port(config.relay.smarthost)]
+        if row.route.startswith("mx:"):
+            return delivery.mx_hosts(row.route[3:], config)
+        raise delivery.RouteError(f"unknown route {row.route!r}", permanent=True)
+
+    def _deliver(self, session: Session, row: QueuedMessage) -> None:
+        now = self.clock()
+        try:
+            hosts = self._hosts(session, row)
+        except delivery.RouteError as exc:
+            result = delivery.Result()
+            target = result.permanent if exc.permanent else result.temporary
+            target.update({r: str(exc) for r in row.recipients})
+        else:
+            result = delivery.send(hosts, row.mail_from, row.recipients, row.data,
+                                   timeout=self.smtp_timeout)
+        if result.delivered:
+            log(row, f"delivered to {', '.join(result.delivered)} via "
+                     f"{hosts[0][0] if hosts else '?'}")
+        failed = dict(result.permanent)
+        if result.temporary and now - row.created_at >= self.max_age:
+            failed.update({r: f"gave up after {self.max_age.days} days: {reason}"
+                           for r, reason in result.temporary.items()})
+            result.temporary = {}
+        if failed:
+            log(row, f"failed for {', '.join(failed)}: {'; '.join(failed.values())}")
+            self._bounce(session, row, failed, now)
+        if result.temporary:
+            row.recipients = list(result.temporary)
+            defer(row, now, "; ".join(sorted(set(result.temporary.values()))))
+            log(row, f"deferred (attempt {row.attempts}): {row.last_error}")
+            return
+        row.state = State.BOUNCED if failed and not result.delivered else State.DELIVERED
+        release(row, now)
+
+    def _bounce(self, session: Session, row: QueuedMessage, failures: dict[str, str],
+                now: datetime) -> None:
+        if not row.mail_from:
+            return  # never bounce a bounce (RFC 5321 §4.5.5)
+        reporting = pipeline.authserv_id(self.directory)
+        report = build_dsn(row.data, row.mail_from, failures, now, reporting)
+        # The DSN travels back the way the message came.
+        if row.direction is Direction.OUTBOUND:
+            direction, route = Direction.INBOUND, f"next-hop:{domain_of(row.mail_from.lower())}"
+        else:
+            direction, route = Direction.OUTBOUND, f"mx:{domain_of(row.mail_from.lower())}"
+        enqueue(session, direction, "", [row.mail_from], report, now,
+                tenant_id=row.tenant_id, parent_id=row.id, state=State.READY, route=route,
+                actions=[f"delivery status notification for message {row.id}"])
