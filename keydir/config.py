@@ -45,6 +45,11 @@ class RelaySection:
 class WebSection:
     listen: str = "127.0.0.1:8080"
     public_url: str = "http://127.0.0.1:8080"
+    # Per client IP, for the public key directory and the CA's files (Flask-Limiter syntax).
+    lookup_rate_limit: str = "60 per minute"
+    # Where the counters live: "memory://" counts per process; with several workers use a
+    # shared store, e.g. "redis://127.0.0.1:6379" (needs the redis client: limits[redis]).
+    rate_limit_storage: str = "memory://"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,101 @@
+"""The Flask application factory: the web side of one sealgate installation.
+
+``create_app()`` opens the key directory the configuration names (``sealgate init`` must
+have run) and serves the public key directory and the internal CA's files; the portal,
+admin console and REST API join it here. Tests pass ``test_config`` and an open
+``directory``; production runs ``gunicorn wsgi:app``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+from limits.errors import ConfigurationError
+
+from keydir import web
+from keydir.config import ConfigError, load_config
+from keydir.service import Directory, open_directory
+
+SECRET_KEY_FILE = "web-secret.key"
+
+
+def create_app(test_config: Mapping[str, Any] | None = None,
+               directory: Directory | None = None) -> Flask:
+    """The application; ``directory`` (else the configured one) stays open for its life."""
+    if directory is None:
+        directory = open_directory(load_config())
+    web_config = directory.config.web
+    app = Flask(__name__)
+    app.config.from_mapping(
+        {web.LOOKUP_LIMIT_SETTING: web_config.lookup_rate_limit},
+        RATELIMIT_STORAGE_URI=web_config.rate_limit_storage,
+        RATELIMIT_HEADERS_ENABLED=True,  # X-RateLimit-* and Retry-After tell clients to wait
+        # A shared store (redis) that is down must not take the key directory down with it:
+        # meanwhile each process counts on its own.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+    )
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret_key(directory.config.data_dir)
+    app.extensions[web.EXTENSION] = directory
+    _check_limit(app.config[web.LOOKUP_LIMIT_SETTING])
+
+    limiter = Limiter(get_remote_address)
+    limiter.limit(web.lookup_limit)(web.keys)
+    try:
+        limiter.init_app(app)
+    except ConfigurationError as exc:
+        raise ConfigError(f"[web] rate_limit_storage {app.config['RATELIMIT_STORAGE_URI']!r} "
+                          f"cannot be used: {exc} (use 'memory://' or e.g. "
+                          "'redis://127.0.0.1:6379' with 'pip install limits[redis]')") from exc
+    app.extensions["sealgate.limiter"] = limiter
+    app.register_blueprint(web.keys)
+    return app
+
+
+def _check_limit(value: object) -> None:
+    """A typo in the limit must stop the start, not fail every lookup later."""
+    try:
+        parse_many(str(value))
+    except ValueError:
+        raise ConfigError(f"[web] lookup_rate_limit {value!r} is not a rate limit: write e.g. "
+                          "'60 per minute' or '10/second;1000/day'") from None
+
+
+def load_secret_key(data_dir: Path) -> str:
+    """The session-signing key, made once and kept in the data directory (mode 0600).
+
+    Kept rather than generated per start so that sessions survive a restart and every
+    worker process signs alike. Written to a temporary file and linked into place, so
+    workers starting together agree on one key and never read a half-written file.
+    """
+    path = data_dir / SECRET_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".web-secret-")  # 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+            # FileExistsError: a worker starting alongside was first; its key is used.
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path} is readable by others: chmod 600 {path}")
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 32:
+        raise ConfigError(f"{path} holds no usable key: delete it and a new one is made "
+                          "(signed-in sessions end)")
+    return key
