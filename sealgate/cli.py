@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
-from sealgate.context import Context
+from sealgate.context import Context, now_utc
+from sealgate.directory_cli import pass_context
 from sealgate.directory_cli import register as register_directory
+from sealgate.relay_cli import queue_group
 from sealgate.smime_cli import smime_group
 
 
@@ -20,5 +24,31 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = Context(config_path)
 
 
+@main.command("serve")
+@click.option("--workers", default=2, show_default=True, help="Delivery worker threads.")
+@pass_context
+def serve_command(context: Context, workers: int) -> None:
+    """Run the gateway: SMTP listeners, workers, scheduler and web app (Ctrl-C stops)."""
+    from portal.app import create_app
+    from sealgate.serve import Gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    directory = context.initialise(now_utc())  # first start on a fresh machine: set up
+    gateway = Gateway(directory, workers=workers,
+                      app_factory=lambda d: create_app(directory=d))
+    try:
+        gateway.start()
+    except OSError as exc:
+        gateway.stop()
+        raise click.ClickException(f"cannot listen: {exc} (is another sealgate running? "
+                                   "change [relay] *_listen / [web] listen)") from exc
+    config = directory.config
+    click.echo(f"sealgate is running: inbound SMTP {config.relay.inbound_listen}, outbound "
+               f"SMTP {config.relay.outbound_listen}, web {config.web.public_url}. "
+               "Ctrl-C stops.")
+    gateway.wait()
+
+
 main.add_command(smime_group)
+main.add_command(queue_group)
 register_directory(main)

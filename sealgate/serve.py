@@ -1,0 +1,104 @@
+"""``sealgate serve``: the whole gateway in one process tree.
+
+Listeners (inbound MX role, outbound from the organisation's server), delivery workers,
+the scheduler for periodic jobs, and the web application (portal, admin, API, key
+directory). Ctrl-C or SIGTERM stops cleanly: the listeners close first, so no new mail
+is accepted, then the workers finish the message in hand. What is queued stays queued
+and is picked up by the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from keydir import jobs
+from keydir.service import Directory
+from relay.delivery import parse_host_port
+from relay.smtp import InboundHandler, OutboundHandler
+from relay.worker import Worker
+
+logger = logging.getLogger("sealgate.serve")
+SIZE_LIMIT = 50 * 1024 * 1024  # announced with SIZE (RFC 1870)
+JOB_INTERVAL = timedelta(hours=1)
+
+
+@dataclass
+class Gateway:
+    directory: Directory
+    workers: int = 2
+    app_factory: Callable[[Directory], Any] | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    controllers: list[Controller] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+    web: BaseWSGIServer | None = None
+
+    def start(self) -> None:
+        config = self.directory.config.relay
+        for handler, listen in ((InboundHandler(self.directory), config.inbound_listen),
+                                (OutboundHandler(self.directory), config.outbound_listen)):
+            host, port = parse_host_port(listen)
+            controller = Controller(handler, hostname=host, port=port,
+                                    server_kwargs={"data_size_limit": SIZE_LIMIT,
+                                                   "enable_SMTPUTF8": True})
+            controller.start()
+            self.controllers.append(controller)
+            logger.info("SMTP %s listening on %s", type(handler).__name__, listen)
+        for number in range(self.workers):
+            worker = Worker(self.directory, name=f"worker-{number}")
+            self._thread(f"worker-{number}", lambda w=worker: w.run_forever(self.stop_event))
+        self._thread("scheduler", self._schedule)
+        if self.app_factory is not None:
+            host, port = parse_host_port(self.directory.config.web.listen, 8080)
+            self.web = make_server(host, port, self.app_factory(self.directory), threaded=True)
+            self._thread("web", self.web.serve_forever)
+            logger.info("web on http://%s:%s", host, port)
+
+    def _thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _schedule(self) -> None:
+        """Periodic jobs (rollover, issuance retries, re-validation, …), hourly."""
+        while not self.stop_event.is_set():
+            now = datetime.now(UTC)
+            for name, job in jobs.JOBS.items():
+                try:
+                    with self.directory.transaction() as session:
+                        report = job(self.directory, session, now)
+                    logger.info("job %s: %s", name, report)
+                except Exception:  # one failing job must not stop the others
+                    logger.exception("job %s failed", name)
+            self.stop_event.wait(JOB_INTERVAL.total_seconds())
+
+    def stop(self) -> None:
+        for controller in self.controllers:
+            controller.stop()  # first: no new mail
+        self.stop_event.set()
+        if self.web is not None:
+            self.web.shutdown()
+        for thread in self.threads:
+            thread.join(timeout=30)
+        self.directory.close()
+
+    def wait(self) -> None:
+        """Block until SIGINT/SIGTERM, then stop cleanly."""
+        received = threading.Event()
+
+        def _on_signal(signum: int, _frame: object) -> None:
+            logger.info("signal %s: stopping", signum)
+            received.set()
+
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        received.wait()
+        self.stop()
