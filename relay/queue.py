@@ -64,6 +64,15 @@ def claim(sessions: sessionmaker[Session], worker: str, now: datetime,
     return claimed
 
 
+def release_node(sessions: sessionmaker[Session], node: str) -> int:
+    """At start-up: free the leases this node's previous run held when it died."""
+    with sessions() as session, session.begin():
+        result = session.execute(
+            update(QueuedMessage).where(QueuedMessage.claimed_by.startswith(f"{node}/"))
+            .values(claimed_by="", claimed_until=None))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def release(row: QueuedMessage, now: datetime) -> None:
     row.claimed_by, row.claimed_until, row.updated_at = "", None, now
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from keydir import jobs
 from keydir.service import Directory
 from relay.delivery import parse_host_port
+from relay.queue import release_node
 from relay.smtp import InboundHandler, OutboundHandler
 from relay.worker import Worker
 
@@ -52,8 +54,12 @@ class Gateway:
             controller.start()
             self.controllers.append(controller)
             logger.info("SMTP %s listening on %s", type(handler).__name__, listen)
+        node = socket.gethostname()
+        freed = release_node(self.directory.sessions, node)
+        if freed:
+            logger.info("resumed %d message(s) the previous run was working on", freed)
         for number in range(self.workers):
-            worker = Worker(self.directory, name=f"worker-{number}")
+            worker = Worker(self.directory, name=f"{node}/worker-{number}")
             self._thread(f"worker-{number}", lambda w=worker: w.run_forever(self.stop_event))
         self._thread("scheduler", self._schedule)
         if self.app_factory is not None:

@@ -111,7 +111,8 @@ class InternalCA:
             # A domain certificate: partners' gateways encrypt to it for the whole domain.
             common_name = request.domain
             names: list[x509.GeneralName] = [x509.DNSName(request.domain)]
-            policies = [x509.PolicyInformation(MAILBOX_VALIDATED_STRICT, None)]
+            # Domain certificates are outside the S/MIME BR profiles: no BR policy claimed.
+            policies = []
         else:
             common_name = request.addresses[0]
             names = [x509.RFC822Name(address) for address in request.addresses]
@@ -136,7 +137,6 @@ class InternalCA:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
                            critical=False)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.CertificatePolicies(policies), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(request.public_key),
                            critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -149,6 +149,8 @@ class InternalCA:
                 full_name=[x509.UniformResourceIdentifier(f"{self.public_url}/ca/crl")],
                 relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
         )
+        if policies:
+            builder = builder.add_extension(x509.CertificatePolicies(policies), critical=False)
         return Issued(builder.sign(self._key, hashes.SHA256()), ())
 
     def resume(self, request: CertificateRequest, state: dict[str, object],
