@@ -26,6 +26,7 @@ from keydir.service import Directory
 from relay.delivery import parse_host_port
 from relay.queue import release_node
 from relay.smtp import InboundHandler, OutboundHandler
+from relay.tls import server_context
 from relay.worker import Worker
 
 logger = logging.getLogger("sealgate.serve")
@@ -45,12 +46,14 @@ class Gateway:
 
     def start(self) -> None:
         config = self.directory.config.relay
+        tls = server_context(self.directory.config)
         for handler, listen in ((InboundHandler(self.directory), config.inbound_listen),
                                 (OutboundHandler(self.directory), config.outbound_listen)):
             host, port = parse_host_port(listen)
             controller = Controller(handler, hostname=host, port=port,
                                     server_kwargs={"data_size_limit": SIZE_LIMIT,
-                                                   "enable_SMTPUTF8": True})
+                                                   "enable_SMTPUTF8": True,
+                                                   "tls_context": tls})
             controller.start()
             self.controllers.append(controller)
             logger.info("SMTP %s listening on %s", type(handler).__name__, listen)

@@ -6,6 +6,7 @@ import os
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -92,6 +93,12 @@ def test_serve_relays_and_stops_cleanly_on_sigterm(tmp_path, sinks):
     process = installation.serve()
     try:
         with smtplib.SMTP("127.0.0.1", installation.outbound) as client:
+            client.ehlo()
+            assert client.has_extn("starttls") and client.has_extn("size")
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            client.starttls(context=context)  # the generated certificate: encrypted hop
+            client.ehlo()
             client.sendmail("alice@example.com", ["bob@partner.example"], mail(1))
         _wait_until(lambda: internet.messages, 30, "the signed mail at the sink")
         assert b"application/pkcs7-signature" in internet.messages[0].data
