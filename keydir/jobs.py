@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from keydir import domains, issuance
+from keydir import domains, issuance, revocation
 from keydir.service import Directory
 
 Job = Callable[[Directory, Session, datetime], str]
@@ -31,8 +31,13 @@ def _revalidate(directory: Directory, session: Session, now: datetime) -> str:
                                                         if checked else "")
 
 
+def _revocation(directory: Directory, session: Session, now: datetime) -> str:
+    return revocation.recheck_own(directory, session, now).summary()
+
+
 JOBS: dict[str, Job] = {
     "rollover": _rollover,
     "issuance": _issuance,
     "revalidate-domains": _revalidate,
+    "revocation": _revocation,
 }
