@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 
 import smime
 from keydir import certificates
-from keydir.ca.base import CertificateRequest, IssuanceFailed, IssuancePending, Issued
+from keydir.ca.base import (
+    CertificateRequest,
+    IssuanceFailed,
+    IssuancePending,
+    Issued,
+    signing_request,
+)
 from keydir.errors import NotFound, Refused
 from keydir.events import record
 from keydir.keys import (
@@ -61,6 +67,14 @@ def unseal(directory: Directory, row: PrivateKey) -> AnyPrivateKey:
         row.sealed, _key_context(row.public_key_sha256)))
 
 
+def _personal_request(directory: Directory, key: AnyPrivateKey,
+                      address: str) -> CertificateRequest:
+    # The CSR travels along for backends that forward one (ACME finalize, vendor MPKIs).
+    return CertificateRequest(key.public_key(), addresses=(address,),
+                              validity_days=directory.config.ca.validity_days,
+                              csr=signing_request(key, (address,)))
+
+
 @dataclass(frozen=True)
 class Outcome:
     certificate: Certificate | None  # None while a deferred issuance is pending
@@ -78,8 +92,7 @@ def issue(directory: Directory, session: Session, address: str, now: datetime, *
         raise Refused(f"the domain {user.domain.name} is not verified: publish its TXT record "
                       f"and run 'sealgate domain verify {user.domain.name}'")
     key_row, key = _seal_new_key(directory, session, user.tenant_id, now)
-    request = CertificateRequest(key.public_key(), addresses=(user.address,),
-                                 validity_days=directory.config.ca.validity_days)
+    request = _personal_request(directory, key, user.address)
     try:
         issued = directory.ca.issue(request, now)
     except IssuancePending as pending:
@@ -157,9 +170,7 @@ def retry_pending(directory: Directory, session: Session, now: datetime) -> list
             request.state = "failed"
             request.last_error = "the user is no longer participating"
             continue
-        key = unseal(directory, key_row)
-        cert_request = CertificateRequest(key.public_key(), addresses=(user.address,),
-                                          validity_days=directory.config.ca.validity_days)
+        cert_request = _personal_request(directory, unseal(directory, key_row), user.address)
         try:
             issued = directory.ca.resume(cert_request, dict(request.backend_state or {}), now)
         except IssuancePending as pending:

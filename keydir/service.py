@@ -41,7 +41,7 @@ class Directory:
         self.engine.dispose()
 
 
-def backend_for(config: Config, internal: InternalCA) -> CABackend:
+def backend_for(config: Config, internal: InternalCA, master_key: MasterKey) -> CABackend:
     """The CA backend the configuration names (``[ca] backend``)."""
     name = config.ca.backend
     if name == "internal":
@@ -49,7 +49,8 @@ def backend_for(config: Config, internal: InternalCA) -> CABackend:
     if name == "acme":
         from keydir.ca.acme import AcmeBackend
 
-        return AcmeBackend.from_config(config)
+        # Its account key lives sealed in the data directory, next to the internal CA's.
+        return AcmeBackend.from_config(config, master_key)
     raise DirectoryError(f"unknown CA backend {name!r} in [ca] backend: use 'internal' or "
                          "'acme' (vendor MPKIs: see keydir/ca/base.py)")
 
@@ -63,7 +64,7 @@ def initialise(config: Config, now: datetime) -> Directory:
     internal = InternalCA.create_or_load(config.data_dir, master_key, config.web.public_url,
                                          now=now, key_type=config.ca.internal_ca_key_type)
     directory = Directory(config, engine, db.session_factory(engine), master_key, internal,
-                          backend_for(config, internal))
+                          backend_for(config, internal, master_key))
     with directory.transaction() as session:
         add_anchor(session, internal.certificate, now, source="internal-ca",
                    exist_ok=True)
@@ -82,4 +83,4 @@ def open_directory(config: Config) -> Directory:
     db.migrate(engine)  # a newer sealgate brings its migrations along
     internal = InternalCA.load(config.data_dir, master_key, config.web.public_url)
     return Directory(config, engine, db.session_factory(engine), master_key, internal,
-                     backend_for(config, internal))
+                     backend_for(config, internal, master_key))

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -30,6 +31,30 @@ class CertificateRequest:
     addresses: tuple[str, ...] = ()  # personal certificate: the mailbox(es)
     domain: str | None = None  # domain certificate: the domain it speaks for
     validity_days: int = 365
+    # The same request as a PKCS#10 CSR signed by the private key (proof of possession),
+    # for backends that must send one (ACME finalize, vendor MPKIs); see ``signing_request``.
+    csr: x509.CertificateSigningRequest | None = None
+
+
+def signing_request(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+                    addresses: tuple[str, ...] = (),
+                    domain: str | None = None) -> x509.CertificateSigningRequest:
+    """A PKCS#10 CSR (RFC 2986) for the mailboxes (SAN rfc822Name) or the domain, signed
+    by ``key``. The subject stays empty: the names are in the SAN, and a CA writes the
+    subject its profile wants (a commonName could not hold addresses over 64 characters)."""
+    names: list[x509.GeneralName] = [x509.RFC822Name(address) for address in addresses]
+    if domain:
+        names.append(x509.DNSName(domain))
+    if not names:
+        raise ValueError("a certificate signing request needs an address or a domain")
+    digest = (hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey)
+              and key.curve.key_size > 256 else hashes.SHA256())
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(key, digest)
+    )
 
 
 @dataclass(frozen=True)
