@@ -20,7 +20,8 @@ from keydir.ca.internal import CA_CERT, CA_DIR, InternalCA
 from keydir.config import Config
 from keydir.errors import DirectoryError
 from keydir.secrets import MasterKey, load_master_key
-from keydir.trust import add_anchor
+from keydir.trust import add_anchor, sync_global_anchors
+from keydir.trust_roots import BUNDLED_SOURCE, load_bundled_roots
 
 
 @dataclass
@@ -56,7 +57,8 @@ def backend_for(config: Config, internal: InternalCA, master_key: MasterKey) -> 
 
 
 def initialise(config: Config, now: datetime) -> Directory:
-    """Create what is missing: data directory, master key, schema, internal CA."""
+    """Create what is missing: data directory, master key, schema, internal CA, and the
+    bundled trust roots (brought up to date with the installed sealgate)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     master_key = load_master_key(config.data_dir, create=True)
     engine = db.make_engine(config.database_url)
@@ -68,6 +70,8 @@ def initialise(config: Config, now: datetime) -> Directory:
     with directory.transaction() as session:
         add_anchor(session, internal.certificate, now, source="internal-ca",
                    exist_ok=True)
+        # Mozilla's e-mail roots ship with sealgate: an upgrade's init brings its changes.
+        sync_global_anchors(session, load_bundled_roots(), now, source=BUNDLED_SOURCE)
     return directory
 
 
@@ -80,7 +84,7 @@ def open_directory(config: Config) -> Directory:
     if not db.is_migrated(engine):
         raise DirectoryError(f"the database {engine.url.render_as_string(hide_password=True)} "
                              "has no schema: run 'sealgate init' first")
-    db.migrate(engine)  # a newer sealgate brings its migrations along
+    db.migrate_if_needed(engine)  # a newer sealgate brings its migrations along
     internal = InternalCA.load(config.data_dir, master_key, config.web.public_url)
     return Directory(config, engine, db.session_factory(engine), master_key, internal,
                      backend_for(config, internal, master_key))
