@@ -4,7 +4,7 @@ A reader can list what happens to a message::
 
     OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef",
                 "non_participant", "certificate", "sign", "encrypt")
-    INBOUND = ("strip_result_headers", "unwrap", "deliver_to_next_hop")
+    INBOUND = ("strip_result_headers", "acme_challenge", "unwrap", "deliver_to_next_hop")
 
 Each step's ``process(job)`` reads and changes the ``Job``. ``Stop`` ends the pipeline
 early with the job's outputs as they are (a control signal, not an error); any other
@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import smime
-from keydir import certificates, issuance
+from keydir import acme_mail, certificates, issuance
 from keydir.models import User
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, participant
@@ -54,6 +54,8 @@ class Output:
     recipients: list[str]
     data: bytes
     route: str  # "outbound" (MX or smarthost) or "next-hop:<domain>"
+    mail_from: str | None = None  # envelope sender, when not the original's
+    direction: Direction | None = None  # when it travels the other way (replies)
 
 
 @dataclass
@@ -287,6 +289,26 @@ class StripResultHeadersStep:
             job.log(f"removed {removed} forged Authentication-Results header(s)")
 
 
+class AcmeChallengeStep:
+    """RFC 8823: a CA's challenge mail for one of our users is answered by the gateway.
+
+    The challenge is consumed (the user never sees it); the reply goes out as a copy.
+    """
+
+    def process(self, job: Job) -> None:
+        challenge = acme_mail.parse_challenge(job.data)
+        if challenge is None:
+            return
+        reply = acme_mail.answer_challenge(job.directory, job.session, job.data, job.now)
+        if reply is None:
+            job.log("looked like an ACME challenge but matches no pending request: delivered")
+            return
+        job.outputs.append(Output([challenge.reply_to], reply, "outbound",
+                                  mail_from=challenge.recipient, direction=Direction.OUTBOUND))
+        job.log(f"ACME challenge for {challenge.recipient} answered to {challenge.sender}")
+        raise Stop
+
+
 class UnwrapStep:
     """Decrypt with any of our keys, verify signatures, harvest, record the verdict."""
 
@@ -368,13 +390,14 @@ STEPS = {
     "sign": SignStep(),
     "encrypt": EncryptStep(),
     "strip_result_headers": StripResultHeadersStep(),
+    "acme_challenge": AcmeChallengeStep(),
     "unwrap": UnwrapStep(),
     "deliver_to_next_hop": DeliverToNextHopStep(),
 }
 
 OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef", "non_participant",
             "certificate", "sign", "encrypt")
-INBOUND = ("strip_result_headers", "unwrap", "deliver_to_next_hop")
+INBOUND = ("strip_result_headers", "acme_challenge", "unwrap", "deliver_to_next_hop")
 
 
 def run(job: Job) -> Job:

@@ -102,7 +102,9 @@ class Worker:
             log(row, action)
         for output in job.outputs:
             for route, recipients in self._routes(session, output):
-                enqueue(session, row.direction, row.mail_from, recipients, output.data, now,
+                enqueue(session, output.direction or row.direction,
+                        row.mail_from if output.mail_from is None else output.mail_from,
+                        recipients, output.data, now,
                         tenant_id=row.tenant_id, parent_id=row.id, state=State.READY,
                         route=route, actions=[f"copy of message {row.id}"])
         if held:

@@ -31,11 +31,12 @@ pytestmark = both_databases
 class Gateway:
     """sealgate's two listeners and a worker, wired to a sink for each side."""
 
-    def __init__(self, tmp_path: Path, database_url: str, **relay: object) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, ca: dict[str, object] | None = None,
+                 **relay: object) -> None:
         self.internet = SinkServer().start()  # partners' MX (outbound via smarthost)
         self.mailserver = SinkServer().start()  # the organisation's own server (next hop)
         self.now = datetime.now(UTC)
-        sections = {"relay": {"smarthost": self.internet.address, **relay}}
+        sections = {"relay": {"smarthost": self.internet.address, **relay}, "ca": ca or {}}
         self.directory = initialise(make_config(tmp_path, database_url, **sections), self.now)
         with self.directory.transaction() as session:
             tenant = tenancy.add_tenant(session, "acme", self.now)
