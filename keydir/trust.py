@@ -6,11 +6,13 @@ administrator can add anchors of their own, which apply to that tenant only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from keydir.certificates import fingerprint
@@ -22,14 +24,7 @@ from keydir.models import TrustAnchor
 def add_anchor(session: Session, cert: x509.Certificate, now: datetime, *,
                tenant_id: int | None = None, source: str = "admin", actor: str = "system",
                exist_ok: bool = False) -> TrustAnchor:
-    try:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        is_ca = constraints.ca
-    except x509.ExtensionNotFound:
-        is_ca = cert.issuer == cert.subject  # a v1 self-signed root
-    if not is_ca:
-        raise Refused(f"{cert.subject.rfc4514_string()} is not a CA certificate: a trust "
-                      "anchor must be a root or intermediate CA")
+    _require_ca(cert)
     print_ = fingerprint(cert)
     existing = session.scalar(select(TrustAnchor).where(
         TrustAnchor.fingerprint == print_,
@@ -47,6 +42,62 @@ def add_anchor(session: Session, cert: x509.Certificate, now: datetime, *,
     record(session, now, "trust.added", anchor.subject, tenant_id=tenant_id, actor=actor,
            detail={"fingerprint": print_, "source": source})
     return anchor
+
+
+def _require_ca(cert: x509.Certificate) -> None:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        is_ca = constraints.ca
+    except x509.ExtensionNotFound:
+        is_ca = cert.issuer == cert.subject  # a v1 self-signed root
+    if not is_ca:
+        raise Refused(f"{cert.subject.rfc4514_string()} is not a CA certificate: a trust "
+                      "anchor must be a root or intermediate CA")
+
+
+@dataclass
+class BundleSync:
+    """What ``sync_global_anchors`` changed."""
+
+    count: int  # the bundle's certificates
+    added: int = 0
+    removed: list[str] = field(default_factory=list)  # subjects no longer in the bundle
+
+
+def sync_global_anchors(session: Session, certs: Iterable[x509.Certificate], now: datetime, *,
+                        source: str, actor: str = "system") -> BundleSync:
+    """Make the global anchors from ``source`` exactly ``certs``, in one flush.
+
+    For a root store shipped with sealgate (``sealgate init`` runs this on every upgrade):
+    the store's additions arrive and its removals leave, since a root Mozilla drops is often
+    one it stopped trusting. Anchors of another source with the same certificate stay as they
+    are (an administrator's choice outlives the bundle). One ``trust.bundled-loaded`` event
+    says what changed, and none when nothing did, rather than an event per root.
+    """
+    wanted: dict[str, x509.Certificate] = {}
+    for cert in certs:
+        _require_ca(cert)
+        wanted.setdefault(fingerprint(cert), cert)
+    existing = session.execute(select(TrustAnchor.id, TrustAnchor.fingerprint,
+                                      TrustAnchor.subject, TrustAnchor.source)
+                               .where(TrustAnchor.tenant_id.is_(None))).all()
+    present = {row.fingerprint for row in existing}
+    stale = [row for row in existing if row.source == source and row.fingerprint not in wanted]
+    result = BundleSync(count=len(wanted), removed=[row.subject for row in stale])
+    if stale:
+        session.execute(delete(TrustAnchor).where(TrustAnchor.id.in_([r.id for r in stale])))
+    new = [TrustAnchor(tenant_id=None, der=cert.public_bytes(serialization.Encoding.DER),
+                       fingerprint=print_, subject=cert.subject.rfc4514_string(),
+                       source=source, created_at=now)
+           for print_, cert in wanted.items() if print_ not in present]
+    session.add_all(new)
+    session.flush()
+    result.added = len(new)
+    if result.added or result.removed:
+        record(session, now, "trust.bundled-loaded", source, actor=actor,
+               detail={"source": source, "count": result.count, "added": result.added,
+                       "removed": result.removed})
+    return result
 
 
 def anchors_for(session: Session, tenant_id: int | None) -> list[x509.Certificate]:
