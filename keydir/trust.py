@@ -19,6 +19,7 @@ from keydir.certificates import fingerprint
 from keydir.errors import Conflict, Refused
 from keydir.events import record
 from keydir.models import TrustAnchor
+from keydir.trust_roots import load_tolerantly
 
 
 def add_anchor(session: Session, cert: x509.Certificate, now: datetime, *,
@@ -104,4 +105,5 @@ def anchors_for(session: Session, tenant_id: int | None) -> list[x509.Certificat
     """The anchors that apply to a tenant: the global ones plus its own."""
     query = select(TrustAnchor.der).where(
         or_(TrustAnchor.tenant_id.is_(None), TrustAnchor.tenant_id == tenant_id))
-    return [x509.load_der_x509_certificate(der) for der in session.scalars(query)]
+    loaded = (load_tolerantly(der) for der in session.scalars(query))
+    return [cert for cert in loaded if cert is not None]
