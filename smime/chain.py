@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from smime.credentials import EXTENSION_ERRORS
 
 MAX_DEPTH = 8
 
@@ -39,9 +41,7 @@ class PathResult:
 def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError:  # a malformed extension counts as absent-and-suspicious upstream
+    except EXTENSION_ERRORS:  # malformed or doubled: treated as absent, never trusted more
         return None
 
 
@@ -63,7 +63,7 @@ def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
         return False
     try:
         child.verify_directly_issued_by(parent)
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
 

@@ -68,10 +68,14 @@ def names_equal(left: asn1_x509.Name, right: asn1_x509.Name) -> bool:
     return left.dump() == right.dump() or left == right
 
 
+# What reading a (possibly hostile) certificate's extensions can raise.
+EXTENSION_ERRORS = (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError)
+
+
 def subject_key_identifier(cert: x509.Certificate) -> bytes | None:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    except x509.ExtensionNotFound:
+    except EXTENSION_ERRORS:
         return None
     return ext.value.digest
 
@@ -129,7 +133,7 @@ def email_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         found += san.value.get_values_for_type(x509.RFC822Name)
-    except (x509.ExtensionNotFound, ValueError):
+    except EXTENSION_ERRORS:
         pass
     try:
         for attr in cert.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS):

@@ -167,10 +167,14 @@ def _parse_content_type(value: str) -> ContentType:
         return ContentType("text/plain", types.MappingProxyType({}))
     message = email.message.Message()
     message["Content-Type"] = value
-    params = {
-        k.lower(): email.utils.collapse_rfc2231_value(v)
-        for k, v in (message.get_params() or [])[1:]
-    }
+    try:
+        params = {
+            k.lower(): email.utils.collapse_rfc2231_value(v)
+            for k, v in (message.get_params() or [])[1:]
+        }
+    except (TypeError, ValueError, IndexError, LookupError):
+        # Broken RFC 2231 parameters: keep the type, drop the parameters we cannot read.
+        params = {}
     return ContentType(message.get_content_type(), types.MappingProxyType(params))
 
 

@@ -109,7 +109,8 @@ def unwrap(message: bytes, *, credentials: Sequence[Credential] = (),
         elif kind == "compressed_data":
             try:
                 inner = cms.ContentInfo.load(der)["content"].decompressed
-            except (ValueError, TypeError, KeyError, zlib.error) as exc:
+            except (ValueError, TypeError, KeyError, IndexError, OverflowError,
+                    AttributeError, zlib.error) as exc:
                 raise MalformedMessage(f"the compressed part is corrupt: {exc}") from exc
             layers.append(CompressionLayer())
             entity = outer.replace_content(inner)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import email.utils
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from asn1crypto import cms
+from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -24,13 +24,19 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from smime import mime
 from smime.algorithms import CAPABILITY_NAMES, DIGESTS, WEAK_DIGESTS
 from smime.chain import Problem, email_usage_problem, validate
-from smime.credentials import email_addresses, names_equal, normalise_address
+from smime.credentials import (
+    email_addresses,
+    names_equal,
+    normalise_address,
+    subject_key_identifier,
+)
 from smime.errors import MalformedMessage, NotSmime
 
 # A claimed signing time this far past "now" is not believed (clock skew allowance).
 _FUTURE_SKEW = timedelta(hours=1)
 # asn1crypto parses lazily: malformed input surfaces as any of these when touched.
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                 x509.DuplicateExtension, x509.InvalidVersion, UnsupportedAlgorithm)
 
 
 class Status(enum.Enum):
@@ -176,18 +182,12 @@ def verify_signed_data(der: bytes, content: bytes | None,
                        extra_certs: Sequence[x509.Certificate] = ()) -> Verdict:
     """Verify a SignedData; ``content`` is the detached content, if any."""
     info = load_content_info(der, "signed_data")
-    signed = info["content"]
     try:
+        signed = info["content"]
         encap = signed["encap_content_info"]
-        embedded = encap["content"].native if encap["content"] is not None else None
-        if isinstance(embedded, cms.ContentInfo):  # pragma: no cover - exotic nesting
-            embedded = embedded.dump()
+        embedded = _encapsulated_bytes(encap["content"])
         content_type = encap["content_type"].dotted
-        certificates = [
-            x509.load_der_x509_certificate(choice.chosen.dump())
-            for choice in (signed["certificates"] or [])
-            if choice.name == "certificate"
-        ]
+        certificates = _load_certificates(signed["certificates"] or [])
         signer_infos = list(signed["signer_infos"])
     except _PARSE_ERRORS as exc:
         raise MalformedMessage(f"the SignedData structure is corrupt: {exc}") from exc
@@ -212,6 +212,29 @@ def verify_signed_data(der: bytes, content: bytes | None,
     return Verdict(status, tuple(results), content, detached, tuple(certificates))
 
 
+def _encapsulated_bytes(value: object) -> bytes | None:
+    """The eContent octets: raw bytes for id-data, the inner structure's DER otherwise."""
+    if value is None or isinstance(value, core.Void):
+        return None
+    native = value.native  # type: ignore[attr-defined]
+    if isinstance(native, bytes):
+        return native
+    return value.dump()  # type: ignore[attr-defined]
+
+
+def _load_certificates(choices: Iterable[object]) -> list[x509.Certificate]:
+    """The certificates a signature carries; ones this library cannot read are skipped."""
+    found = []
+    for choice in choices:
+        if choice.name != "certificate":  # type: ignore[attr-defined]
+            continue
+        try:
+            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))  # type: ignore[attr-defined]
+        except (ValueError, x509.InvalidVersion):
+            continue  # an unreadable extra certificate must not hide a good signer
+    return found
+
+
 def _find_certificate(sid: cms.SignerIdentifier | cms.RecipientIdentifier,
                       pool: Sequence[x509.Certificate]) -> x509.Certificate | None:
     if sid.name == "issuer_and_serial_number":
@@ -225,11 +248,7 @@ def _find_certificate(sid: cms.SignerIdentifier | cms.RecipientIdentifier,
         return None
     key_id = sid.chosen.native
     for cert in pool:
-        try:
-            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        except (x509.ExtensionNotFound, ValueError):
-            continue
-        if ski.value.digest == key_id:
+        if subject_key_identifier(cert) == key_id:
             return cert
     return None
 
@@ -333,8 +352,8 @@ def _check_signature(cert: x509.Certificate, signer_info: cms.SignerInfo, data: 
                      hash_algorithm: hashes.HashAlgorithm) -> str | None:
     algorithm = signer_info["signature_algorithm"]
     signature = signer_info["signature"].native
-    key = cert.public_key()
     try:
+        key = cert.public_key()
         kind = algorithm.signature_algo
         if kind == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), _hash_of(algorithm, hash_algorithm))
