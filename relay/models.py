@@ -11,7 +11,18 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from keydir.models import Base, UTCDateTime
@@ -75,4 +86,24 @@ class EncryptionRule(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     sender: Mapped[str] = mapped_column(String(320))
     recipient: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Connector(Base):
+    """An organisation's mail server allowed to send through us, and as whom.
+
+    A client is bound to its tenant by its IP network or by SMTP AUTH; it may then only
+    send for that tenant's domains, so one customer can never get mail signed as another.
+    """
+
+    __tablename__ = "connectors"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_connector_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    networks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    username: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)  # argon2
+    require_tls: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

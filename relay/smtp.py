@@ -1,8 +1,10 @@
 """The SMTP listeners (aiosmtpd): they check and queue, nothing else.
 
-- Outbound (from the organisation's server): only from authorised clients (the IP
-  allowlist ``[relay] outbound_clients``), only for senders in a verified hosted domain —
-  nobody else gets mail signed in our name. No open relay, ever.
+- Outbound (from an organisation's server): only from authorised clients — a tenant's
+  connector (SMTP AUTH after STARTTLS, or its source network), or the single-organisation
+  allowlist ``[relay] outbound_clients`` — and only for senders in a verified hosted
+  domain; a connector only for its own tenant's domains. Nobody else gets mail signed in
+  our name. No open relay, ever.
 - Inbound (MX role): only for recipients in hosted domains.
 - ``250`` only after the message row is committed; storage trouble answers ``451`` so
   the sending server keeps the message and tries again.
@@ -18,11 +20,12 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy.exc import SQLAlchemyError
 
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, is_verified
+from relay import connectors
 from relay.models import Direction
 from relay.queue import enqueue
 
@@ -84,7 +87,7 @@ class _QueueingHandler:
 
 
 class OutboundHandler(_QueueingHandler):
-    """Mail from the organisation's own server, to be signed/encrypted and sent out."""
+    """Mail from an organisation's own server, to be signed/encrypted and sent out."""
 
     direction = Direction.OUTBOUND
 
@@ -92,7 +95,7 @@ class OutboundHandler(_QueueingHandler):
         super().__init__(directory, clock)
         self.allowed = parse_networks(directory.config.relay.outbound_clients)
 
-    def _client_allowed(self, peer: object) -> bool:
+    def _in_global_allowlist(self, peer: object) -> bool:
         try:
             address = ipaddress.ip_address(peer[0])  # type: ignore[index]
         except (ValueError, TypeError, IndexError):
@@ -101,27 +104,68 @@ class OutboundHandler(_QueueingHandler):
             address = address.ipv4_mapped
         return any(address in network for network in self.allowed)
 
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                     mechanism: str, auth_data: object) -> AuthResult:
+        """SMTP AUTH (PLAIN/LOGIN, only after STARTTLS): binds the client to a tenant.
+
+        Called by aiosmtpd synchronously; one argon2 check per connection is acceptable.
+        """
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        with self.directory.transaction() as db_session:
+            connector = connectors.authenticate(
+                db_session, auth_data.login.decode("utf-8", "replace"),
+                auth_data.password.decode("utf-8", "replace"))
+            if connector is None:
+                return AuthResult(success=False, handled=False)
+            session.sealgate_connector = (connector.id, connector.tenant_id,  # type: ignore[attr-defined]
+                                          connector.require_tls)
+        return AuthResult(success=True, auth_data=auth_data.login)
+
+    def _binding(self, session: Session) -> tuple[str, int | None, bool]:
+        """("connector", tenant, require_tls), ("allowlist", None, False) or ("none", …)."""
+        bound = getattr(session, "sealgate_connector", None)
+        if bound is not None:
+            return "connector", bound[1], bound[2]
+        with self.directory.transaction() as db_session:
+            connector = connectors.for_address(db_session, str(session.peer[0]))
+            if connector is not None:
+                return "connector", connector.tenant_id, connector.require_tls
+        if self._in_global_allowlist(session.peer):
+            return "allowlist", None, False
+        return "none", None, False
+
     async def handle_MAIL(self, server: SMTP, session: Session,
                           envelope: Envelope, address: str, mail_options: list[str]) -> str:
-        if not self._client_allowed(session.peer):
-            log.warning("refused outbound relay from %s", session.peer)
-            return ("550 5.7.1 Relaying denied: this client is not an authorised mail server "
-                    "of a hosted organisation")
-        if not address:
-            return "550 5.7.1 Outbound mail needs a sender address (no bounces through here)"
         loop = asyncio.get_running_loop()
         try:
-            hosted, verified, tenant_id = await loop.run_in_executor(
+            kind, tenant_id, require_tls = await loop.run_in_executor(None, self._binding,
+                                                                      session)
+        except (SQLAlchemyError, OSError):
+            return "451 4.3.0 The directory is not available right now, please try again"
+        if kind == "none":
+            log.warning("refused outbound relay from %s", session.peer)
+            return ("550 5.7.1 Relaying denied: this client is not an authorised mail server "
+                    "of a hosted organisation (authenticate, or ask for a connector)")
+        if require_tls and session.ssl is None:
+            return "530 5.7.0 This connector must use STARTTLS first"
+        if not address:
+            return "550 5.7.1 Outbound mail needs a sender address (no bounces through here)"
+        try:
+            hosted, verified, domain_tenant = await loop.run_in_executor(
                 None, self._hosted_and_verified, address)
         except (SQLAlchemyError, OSError):
             return "451 4.3.0 The directory is not available right now, please try again"
         if not hosted:
             return (f"550 5.7.1 Sender domain {domain_of(address)} is not hosted here: "
                     "mail is only relayed for hosted domains")
+        if kind == "connector" and domain_tenant != tenant_id:
+            log.warning("connector of tenant %s tried to send as %s", tenant_id, address)
+            return (f"550 5.7.1 Sender domain {domain_of(address)} belongs to another "
+                    "organisation than this connection")
         if not verified:
             return (f"550 5.7.1 Sender domain {domain_of(address)} is not verified yet: "
                     "publish its DNS TXT record and run 'sealgate domain verify'")
-        session.sealgate_tenant = tenant_id  # type: ignore[attr-defined]
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from keydir import tenancy
 from keydir.events import record
+from relay import connectors
 from relay.models import QueuedMessage, State
 from relay.queue import pending
 from sealgate.context import Context, now_utc
@@ -81,3 +85,44 @@ def queue_delete(context: Context, message_id: int) -> None:
                                     "state": row.state.value})
         session.delete(row)
         click.echo(f"message {message_id} deleted")
+
+
+@click.group("connector")
+def connector_group() -> None:
+    """Organisations' mail servers allowed to send outbound, each bound to its tenant."""
+
+
+@connector_group.command("add")
+@click.argument("name")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--network", "networks", multiple=True,
+              help="Source network in CIDR (repeat for several), e.g. 192.0.2.10/32.")
+@click.option("--username", help="SMTP AUTH username (with --password-file).")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the SMTP AUTH password (12+ characters).")
+@click.option("--require-tls", is_flag=True, help="Refuse mail from it without STARTTLS.")
+@pass_context
+@reports_errors
+def connector_add(context: Context, name: str, tenant_name: str, networks: tuple[str, ...],
+                  username: str | None, password_file: Path | None, require_tls: bool) -> None:
+    password = (password_file.read_text(encoding="utf-8").rstrip("\r\n")
+                if password_file else None)
+    with context.directory().transaction() as session:
+        tenant = tenancy.get_tenant(session, tenant_name)
+        connectors.add_connector(session, tenant, name, now_utc(), networks=networks,
+                                 username=username, password=password,
+                                 require_tls=require_tls, actor="cli")
+        click.echo(f"connector {name} added for {tenant.name}: it may send for "
+                   f"{tenant.name}'s domains only")
+
+
+@connector_group.command("list")
+@pass_context
+@reports_errors
+def connector_list(context: Context) -> None:
+    with context.directory().transaction() as session:
+        for connector in connectors.list_connectors(session):
+            click.echo(f"{connector.name}\ttenant {connector.tenant_id}\t"
+                       f"networks {', '.join(connector.networks) or '-'}\t"
+                       f"user {connector.username or '-'}\t"
+                       f"{'TLS required' if connector.require_tls else 'TLS optional'}")

@@ -47,13 +47,15 @@ class Gateway:
     def start(self) -> None:
         config = self.directory.config.relay
         tls = server_context(self.directory.config)
-        for handler, listen in ((InboundHandler(self.directory), config.inbound_listen),
-                                (OutboundHandler(self.directory), config.outbound_listen)):
+        outbound = OutboundHandler(self.directory)
+        for handler, listen, extra in (
+                (InboundHandler(self.directory), config.inbound_listen, {}),
+                # SMTP AUTH only after STARTTLS (aiosmtpd's default): no clear passwords.
+                (outbound, config.outbound_listen, {"authenticator": outbound.authenticate})):
             host, port = parse_host_port(listen)
             controller = Controller(handler, hostname=host, port=port,
-                                    server_kwargs={"data_size_limit": SIZE_LIMIT,
-                                                   "enable_SMTPUTF8": True,
-                                                   "tls_context": tls})
+                                    data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True,
+                                    tls_context=tls, **extra)
             controller.start()
             self.controllers.append(controller)
             logger.info("SMTP %s listening on %s", type(handler).__name__, listen)

@@ -20,6 +20,7 @@ from keydir import certificates, tenancy, trust
 from keydir.service import initialise
 from relay.models import QueuedMessage, State
 from relay.smtp import InboundHandler, OutboundHandler
+from relay.tls import server_context
 from relay.worker import Worker
 from tests.conftest import credential, message
 from tests.keydir_fixtures import both_databases, make_config
@@ -44,8 +45,10 @@ class Gateway:
                                operator_verified=True, next_hop=self.mailserver.address)
             tenancy.add_user(session, "alice@example.com", self.now)
         self.out_port, self.in_port = free_port(), free_port()
-        self.outbound = Controller(OutboundHandler(self.directory, clock=self.clock),
-                                   hostname="127.0.0.1", port=self.out_port)
+        handler = OutboundHandler(self.directory, clock=self.clock)
+        self.outbound = Controller(handler, hostname="127.0.0.1", port=self.out_port,
+                                   tls_context=server_context(self.directory.config),
+                                   authenticator=handler.authenticate)
         self.inbound = Controller(InboundHandler(self.directory, clock=self.clock),
                                   hostname="127.0.0.1", port=self.in_port)
         self.outbound.start()
