@@ -203,5 +203,8 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX):].partition("__")
-        values.setdefault(section.lower(), {})[key.lower()] = value
+        table = values.setdefault(section.lower(), {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section.lower()}] must be a table of keys")
+        table[key.lower()] = value
     return Config.from_mapping(values, source=str(path) if path else "")
