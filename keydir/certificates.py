@@ -215,6 +215,9 @@ def current_own(session: Session, address: str, now: datetime) -> Certificate | 
 
 
 def require_own(session: Session, address: str, now: datetime) -> Certificate:
+    user = participant(session, address)
+    if user is None:
+        raise NotFound(f"{address} is not a participating user here (see 'sealgate user list')")
     row = current_own(session, address, now)
     if row is None:
         raise NotFound(f"{address} has no valid certificate (issue one with "

@@ -56,7 +56,7 @@ class WebSection:
 
 @dataclass(frozen=True)
 class DnsSection:
-    nameservers: tuple[str, ...] = ()  # "host" or "host:port"; empty: the system resolver
+    nameservers: tuple[str, ...] = ()  # IP or "IP:port"; empty: the system resolver
     timeout: float = 5.0
 
 

@@ -3,11 +3,12 @@
 No domain gets certificates or signatures before it is verified; verification is
 repeated yearly (``[domains] revalidate_days``). The record lives at
 ``<txt_prefix>.<domain>`` and holds ``sealgate-verification=<token>``. Lookups go to
-``[dns] nameservers`` when set (``host`` or ``host:port``), else the system resolver.
+``[dns] nameservers`` when set (IP addresses, ``IP:port``), else the system resolver.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,7 +18,7 @@ import dns.resolver
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keydir.config import Config
+from keydir.config import Config, ConfigError
 from keydir.events import record
 from keydir.models import Domain
 
@@ -42,6 +43,11 @@ def resolver_for(config: Config) -> dns.resolver.Resolver:
         servers = []
         for entry in config.dns.nameservers:
             host, port = _host_port(entry)
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ConfigError(f"[dns] nameservers: {entry!r} must be an IP address "
+                                  "(optionally with :port), not a host name") from None
             servers.append(dns.nameserver.Do53Nameserver(host, port))
         resolver.nameservers = servers
     resolver.lifetime = config.dns.timeout

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 import smime
 from keydir import certificates, domains, export, issuance, jobs, tenancy, trust
 from keydir.ca.base import IssuanceFailed
+from keydir.config import ConfigError
 from keydir.errors import DirectoryError
 from keydir.models import CertificateKind
 from keydir.smimea import smimea_records
@@ -34,7 +35,7 @@ def reports_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except (DirectoryError, IssuanceFailed, smime.SmimeError) as exc:
+        except (DirectoryError, IssuanceFailed, ConfigError, smime.SmimeError) as exc:
             raise click.ClickException(str(exc)) from exc
 
     return wrapper  # type: ignore[return-value]

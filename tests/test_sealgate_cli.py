@@ -169,7 +169,7 @@ def test_mistakes_are_refused_clearly_without_a_traceback(installed, tmp_path):
          "the domain of bob@example.org is not hosted here: add it first with "
          "'sealgate domain add example.org --tenant NAME'"),
         (["cert", "show", "nobody@example.com"], installed.cwd, 1,
-         "nobody@example.com has no valid certificate"),
+         "nobody@example.com is not a participating user"),
         (["cert", "import", str(notes)], installed.cwd, 1, "cannot read the certificate(s)"),
         (["trust", "add", str(leaf)], installed.cwd, 1,
          "is not a CA certificate: a trust anchor must be a root or intermediate CA"),
