@@ -22,6 +22,7 @@ import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from smime.errors import MalformedMessage
 
@@ -30,6 +31,7 @@ CRLF = b"\r\n"
 MAX_LINE = 998
 
 _EOL = re.compile(rb"\r\n|\r|\n")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(rb"\r\n[ \t]")
 _COMPAT_CRLF = email.policy.compat32.clone(linesep="\r\n", max_line_length=0)
 
@@ -62,21 +64,35 @@ class Header:
 
 @dataclass(frozen=True)
 class Entity:
-    """A MIME entity or a whole message: header fields and the body, CRLF line ends."""
+    """A MIME entity or a whole message: header fields and the body, CRLF line ends.
+
+    The body is brought to CRLF only when it is read as text (``body``): a base64 body
+    that is only decoded never pays for the pass over its bytes.
+    """
 
     headers: tuple[Header, ...]
-    body: bytes
+    raw_body: bytes  # as it came; ``body`` is the canonical CRLF form
+
+    @cached_property
+    def body(self) -> bytes:
+        return to_crlf(self.raw_body)
 
     @classmethod
     def parse(cls, data: bytes) -> Entity:
-        data = to_crlf(data)
-        if data.startswith(CRLF):
-            return cls((), data[2:])
-        head, sep, body = data.partition(b"\r\n\r\n")
-        if not sep:
+        if b"\n" not in data:
+            data = to_crlf(data)  # bare-CR line ends (or one line): canonicalise it all
+            if b"\n" not in data:
+                return cls(tuple(_split_fields(data.rstrip(b"\r\n") + CRLF)) if data.strip()
+                           else (), b"")
+        if data.startswith((b"\r\n", b"\n")):
+            return cls((), data[2:] if data.startswith(b"\r\n") else data[1:])
+        blank = _BLANK_LINE.search(data)
+        if blank is None:
             # No blank line: the whole thing is header (a message without a body).
             head, body = data.rstrip(b"\r\n"), b""
-        return cls(tuple(_split_fields(head + CRLF)), body)
+        else:
+            head, body = data[:blank.start()], data[blank.end():]
+        return cls(tuple(_split_fields(to_crlf(head) + CRLF)), body)
 
     def get(self, name: str) -> str | None:
         name = name.lower()
@@ -112,7 +128,7 @@ class Entity:
         """This message's outer fields around a new content entity (MIME-Version added)."""
         inner = Entity.parse(entity)
         fields = (*self.outer_headers(), _MIME_VERSION, *inner.content_headers())
-        return Entity(fields, inner.body)
+        return Entity(fields, inner.raw_body)
 
     def with_content(self, entity: bytes) -> bytes:
         return self.replace_content(entity).to_bytes()
@@ -230,7 +246,7 @@ def decode_body(entity: Entity) -> bytes:
     """The body bytes after undoing the Content-Transfer-Encoding."""
     encoding = (entity.get("content-transfer-encoding") or "7bit").lower()
     if encoding == "base64":
-        return b64decode_lenient(entity.body)
+        return b64decode_lenient(entity.raw_body)  # line ends do not matter to base64
     if encoding == "quoted-printable":
         return quopri.decodestring(entity.body)
     return entity.body
