@@ -31,7 +31,8 @@ from smime.chain import email_usage_problem
 PERSONAL = (CertificateKind.OWN, CertificateKind.HARVESTED, CertificateKind.IMPORTED)
 DOMAIN_KINDS = (CertificateKind.PARTNER_DOMAIN, CertificateKind.OWN_DOMAIN)
 
-# A revocation check: certificate -> "good", "revoked" or "unknown".
+# A revocation check: certificate -> "good", "revoked", "unknown" (used: soft-fail) or
+# "unproven" (not used now, hard-fail policy), see keydir.revocation.checker.
 RevocationCheck = Callable[[x509.Certificate], str]
 
 
@@ -179,7 +180,10 @@ def select_for_encryption(session: Session, tenant_id: int, address: str, now: d
         cert = load(row)
         if email_usage_problem(cert, for_signing=False):
             continue
-        if revocation is not None and revocation(cert) == "revoked":
+        status = revocation(cert) if revocation is not None else "good"
+        if status == "unproven":
+            continue  # hard-fail policy and no answer: skip now, decide again next time
+        if status == "revoked":
             row.revoked_at = now
             row.revocation_reason = "reported revoked by OCSP/CRL"
             record(session, now, "certificate.revoked", row.address or row.domain or "",

@@ -135,8 +135,9 @@ def checker(session: Session, anchors: Sequence[x509.Certificate], config: Confi
     """The check ``certificates.select_for_encryption`` takes, under the configured policy.
 
     ``[revocation] check = false``: every certificate is "good" (nothing is asked).
-    ``soft_fail = false``: "unknown" comes back as "revoked", because the caller skips only
-    revoked certificates and hard-fail means "not proven good, not used".
+    ``soft_fail = false``: "unknown" comes back as "unproven": the caller does not use the
+    certificate now, but does not mark it revoked either — a responder outage must not
+    revoke a partner's certificate for good.
     """
     section = config.revocation
     if not section.check:
@@ -144,9 +145,12 @@ def checker(session: Session, anchors: Sequence[x509.Certificate], config: Confi
 
     def run(cert: x509.Certificate) -> str:
         status = check(session, cert, anchors, section, now, fetch)
-        return REVOKED if status == UNKNOWN and not section.soft_fail else status
+        return UNPROVEN if status == UNKNOWN and not section.soft_fail else status
 
     return run
+
+
+UNPROVEN = "unproven"  # hard-fail: not shown to be good, so not used this time
 
 
 def find_issuer(cert: x509.Certificate,

@@ -316,9 +316,12 @@ def test_unreachable_responders_under_hard_fail_block_the_certificate(directory,
         tenant = tenancy.add_tenant(session, "acme", now)
         certificates.import_certificate(session, tenant.id, cert, now)
         check = revocation.checker(session, [ca.cert], hard, now)
-        assert check(cert) == "revoked"
+        assert check(cert) == "unproven"
         assert certificates.select_for_encryption(session, tenant.id, PARTNER, now,
                                                   revocation=check) is None
+        # Not used now, but not marked revoked: once a responder answers, it is back.
+        rows = certificates.list_certificates(session, tenant.id)
+        assert [row.revoked_at for row in rows] == [None]
 
 
 def test_a_cached_answer_is_reused_without_asking_again(directory, ca, responder):
