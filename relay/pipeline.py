@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import smime
-from keydir import acme_mail, certificates, issuance
+from keydir import acme_mail, certificates, issuance, revocation
 from keydir.models import User
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, participant
@@ -173,9 +173,10 @@ class NonParticipantStep:
         if job.sender is not None:
             return
         plain: list[str] = []
+        check = _revocation(job)
         for recipient in job.recipients:
             selection = certificates.select_for_encryption(
-                job.session, job.tenant_id or 0, recipient, job.now)
+                job.session, job.tenant_id or 0, recipient, job.now, check)
             if selection is not None and selection.kind.value == "partner-domain":
                 job.outputs.append(Output([recipient], _encrypt(job, [selection]), "outbound"))
                 job.log(f"encrypted for {recipient} to its domain certificate")
@@ -213,6 +214,12 @@ class SignStep:
         job.log(f"signed by {job.sender.address} (serial {credential.cert.serial_number:x})")
 
 
+def _revocation(job: Job) -> certificates.RevocationCheck:
+    """OCSP/CRL before use ([revocation] policy), with the tenant's anchors as issuers."""
+    anchors = anchors_for(job.session, job.tenant_id)
+    return revocation.checker(job.session, anchors, job.directory.config, job.now)
+
+
 def _cipher_for(selections: Sequence[certificates.Selection]) -> smime.Cipher:
     """AES-256-GCM only if every recipient advertised it; AES-256-CBC otherwise."""
     if selections and all("aes256-gcm" in s.capabilities for s in selections):
@@ -237,9 +244,10 @@ class EncryptStep:
     def process(self, job: Job) -> None:
         with_cert: dict[str, certificates.Selection] = {}
         without: list[str] = []
+        check = _revocation(job)
         for recipient in job.recipients:
             selection = certificates.select_for_encryption(
-                job.session, job.tenant_id or 0, recipient, job.now)
+                job.session, job.tenant_id or 0, recipient, job.now, check)
             if selection is None:
                 without.append(recipient)
             else:
