@@ -252,11 +252,15 @@ class EncryptStep:
                 without.append(recipient)
             else:
                 with_cert[recipient] = selection
-        if with_cert:
-            data = _encrypt(job, list(with_cert.values()))
-            job.outputs.append(Output(list(with_cert), data, "outbound"))
-            cipher = _cipher_for(list(with_cert.values())).value
-            job.log(f"encrypted ({cipher}) for {', '.join(with_cert)}")
+        # One copy per recipient set that reads the same algorithms: partners who
+        # advertised AES-256-GCM get it, the others AES-256-CBC.
+        groups: dict[smime.Cipher, dict[str, certificates.Selection]] = {}
+        for recipient, selection in with_cert.items():
+            groups.setdefault(_cipher_for([selection]), {})[recipient] = selection
+        for cipher, members in groups.items():
+            data = smime.encrypt(job.data, [_recipient(s) for s in members.values()], cipher)
+            job.outputs.append(Output(list(members), data, "outbound"))
+            job.log(f"encrypted ({cipher.value}) for {', '.join(members)}")
         forced = [r for r in without if r.lower() in job.forced]
         plain = [r for r in without if r.lower() not in job.forced]
         if plain:

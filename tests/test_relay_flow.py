@@ -226,3 +226,32 @@ def test_permanent_refusal_bounces_to_the_sender(gateway):
     assert b"multipart/report; report-type=delivery-status" in dsn.data
     assert b"Final-Recipient: rfc822; bob@partner.example" in dsn.data
     assert b"550 5.1.1 No such user here" in dsn.data
+
+
+@pytest.mark.peer
+def test_mixed_recipients_get_one_copy_per_set(gateway, tmp_path, pki):
+    bob, carol = pki.issue("bob@partner.example"), pki.issue("carol@other.example")
+    with gateway.directory.transaction() as session:
+        trust.add_anchor(session, pki.cert, gateway.now)
+        tenant = tenancy.get_tenant(session, "acme")
+        certificates.import_certificate(session, tenant.id, carol.cert, gateway.now)
+    # Bob's signed mail teaches us his certificate and that he reads AES-256-GCM.
+    gateway.send_in(smime.sign(message(sender=bob.email, to="alice@example.com"),
+                               credential(bob), signing_time=gateway.now))
+    gateway.work()
+    recipients = (bob.email, carol.email, "dan@third.example")
+    gateway.send_out(message(to=", ".join(recipients)), to=recipients)
+    gateway.work()
+    copies = {tuple(m.recipients): m.data for m in gateway.internet.messages}
+    assert set(copies) == {(bob.email,), (carol.email,), ("dan@third.example",)}
+    assert b"authEnveloped-data" in copies[(bob.email,)]
+    assert b"smime-type=enveloped-data" in copies[(carol.email,)]
+    assert b"application/pkcs7-signature" in copies[("dan@third.example",)]
+    for person in (bob, carol):
+        key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+        key.write_bytes(person.key_pem())
+        cert.write_bytes(person.cert_pem())
+        opened = openssl("-decrypt", "-inkey", str(key), "-recip", str(cert),
+                         data=copies[(person.email,)])
+        assert opened.returncode == 0, opened.stderr
+        assert b"the numbers are attached" in opened.stdout
