@@ -6,6 +6,7 @@ The listeners are aiosmtpd servers on 127.0.0.1; the worker runs in the test's t
 
 from __future__ import annotations
 
+import dataclasses
 import smtplib
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -255,3 +256,36 @@ def test_mixed_recipients_get_one_copy_per_set(gateway, tmp_path, pki):
                          data=copies[(person.email,)])
         assert opened.returncode == 0, opened.stderr
         assert b"the numbers are attached" in opened.stdout
+
+
+def test_storage_refusing_writes_answers_451_and_nothing_is_accepted(gateway):
+    from sqlalchemy import event
+    from sqlalchemy.engine import make_url
+
+    from keydir import db
+
+    url = gateway.directory.engine.url.render_as_string(hide_password=False)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = db.make_engine(url)
+
+        @event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection, _record):
+            dbapi_connection.execute("PRAGMA query_only=ON")
+    else:
+        read_only = "options=-cdefault_transaction_read_only%3Don%20"
+        engine = db.make_engine(url.replace("options=", read_only))
+    broken = dataclasses.replace(gateway.directory, engine=engine,
+                                 sessions=db.session_factory(engine))
+    port = free_port()
+    controller = Controller(OutboundHandler(broken), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port) as client, \
+                pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("alice@example.com", ["bob@partner.example"], message())
+        assert refused.value.smtp_code == 451
+        assert b"try again later" in refused.value.smtp_error
+    finally:
+        controller.stop()
+        engine.dispose()
+    assert gateway.rows() == []  # the sender keeps the message; we promised nothing
