@@ -45,9 +45,11 @@ def parse_networks(entries: Sequence[str]) -> list[ipaddress.IPv4Network | ipadd
 class _QueueingHandler:
     direction: Direction
 
-    def __init__(self, directory: Directory, clock: Clock = _utc_now) -> None:
+    def __init__(self, directory: Directory, clock: Clock = _utc_now,
+                 on_queued: Callable[[], None] | None = None) -> None:
         self.directory = directory
         self.clock = clock
+        self.on_queued = on_queued  # wakes idle workers at once: no polling delay
 
     def _store(self, envelope: Envelope, client: str) -> int:
         now = self.clock()
@@ -74,6 +76,8 @@ class _QueueingHandler:
         except (SQLAlchemyError, OSError) as exc:
             log.error("cannot store a message from %s: %s", client, exc)
             return "451 4.3.0 Storage is not available right now, please try again later"
+        if self.on_queued is not None:
+            self.on_queued()
         return f"250 2.0.0 Queued as {queue_id}"
 
     def _hosted_and_verified(self, address: str) -> tuple[bool, bool, int | None]:
@@ -91,8 +95,9 @@ class OutboundHandler(_QueueingHandler):
 
     direction = Direction.OUTBOUND
 
-    def __init__(self, directory: Directory, clock: Clock = _utc_now) -> None:
-        super().__init__(directory, clock)
+    def __init__(self, directory: Directory, clock: Clock = _utc_now,
+                 on_queued: Callable[[], None] | None = None) -> None:
+        super().__init__(directory, clock, on_queued)
         self.allowed = parse_networks(directory.config.relay.outbound_clients)
 
     def _in_global_allowlist(self, peer: object) -> bool:

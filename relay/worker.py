@@ -51,7 +51,10 @@ class Worker:
             self.handle(message_id)
         return len(ids)
 
-    def run_forever(self, stop: threading.Event, idle: float = 0.5) -> None:
+    def run_forever(self, stop: threading.Event, wake: threading.Event | None = None,
+                    idle: float = 1.0) -> None:
+        """Work until ``stop``; when idle, sleep until ``wake`` (new mail) or ``idle`` s."""
+        wake = wake or threading.Event()
         while not stop.is_set():
             try:
                 handled = self.run_once()
@@ -59,7 +62,8 @@ class Worker:
                 logger.exception("%s: queue scan failed", self.name)
                 handled = 0
             if not handled:
-                stop.wait(idle)
+                wake.wait(idle)
+                wake.clear()
 
     def handle(self, message_id: int) -> None:
         try:

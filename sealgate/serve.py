@@ -40,6 +40,7 @@ class Gateway:
     workers: int = 2
     app_factory: Callable[[Directory], Any] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # new mail queued
     controllers: list[Controller] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     web: BaseWSGIServer | None = None
@@ -47,9 +48,10 @@ class Gateway:
     def start(self) -> None:
         config = self.directory.config.relay
         tls = server_context(self.directory.config)
-        outbound = OutboundHandler(self.directory)
+        outbound = OutboundHandler(self.directory, on_queued=self.wake.set)
         for handler, listen, extra in (
-                (InboundHandler(self.directory), config.inbound_listen, {}),
+                (InboundHandler(self.directory, on_queued=self.wake.set),
+                 config.inbound_listen, {}),
                 # SMTP AUTH only after STARTTLS (aiosmtpd's default): no clear passwords.
                 (outbound, config.outbound_listen, {"authenticator": outbound.authenticate})):
             host, port = parse_host_port(listen)
@@ -65,7 +67,8 @@ class Gateway:
             logger.info("resumed %d message(s) the previous run was working on", freed)
         for number in range(self.workers):
             worker = Worker(self.directory, name=f"{node}/worker-{number}")
-            self._thread(f"worker-{number}", lambda w=worker: w.run_forever(self.stop_event))
+            self._thread(f"worker-{number}",
+                         lambda w=worker: w.run_forever(self.stop_event, self.wake))
         self._thread("scheduler", self._schedule)
         if self.app_factory is not None:
             host, port = parse_host_port(self.directory.config.web.listen, 8080)
@@ -95,6 +98,7 @@ class Gateway:
         for controller in self.controllers:
             controller.stop()  # first: no new mail
         self.stop_event.set()
+        self.wake.set()
         if self.web is not None:
             self.web.shutdown()
         for thread in self.threads:
