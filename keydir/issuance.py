@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -223,8 +225,7 @@ def signing_credential(directory: Directory, session: Session, address: str,
     row = certificates.current_own(session, address, now)
     if row is None or row.key is None:
         return None
-    return smime.Credential(unseal(directory, row.key), certificates.load(row),
-                            directory.ca.chain())
+    return _credential(directory, row, with_chain=True)
 
 
 def decryption_credentials(directory: Directory, session: Session,
@@ -238,11 +239,31 @@ def decryption_credentials(directory: Directory, session: Session,
         ((Certificate.kind == CertificateKind.OWN) & (Certificate.address == address))
         | ((Certificate.kind == CertificateKind.OWN_DOMAIN) & (Certificate.domain == domain)),
     ).order_by(Certificate.not_before.desc())).all()
-    found = []
-    for row in rows:
-        assert row.key is not None
-        found.append(smime.Credential(unseal(directory, row.key), certificates.load(row)))
-    return found
+    return [_credential(directory, row, with_chain=False) for row in rows]
+
+
+# Unsealed credentials by certificate: a certificate row never changes its key, and
+# keeping the Credential lets the signer's DER template (smime.signing) be reused too.
+_CREDENTIALS: OrderedDict[tuple[int, str, bool], smime.Credential] = OrderedDict()
+_CREDENTIALS_MAX = 2048
+_CREDENTIALS_LOCK = threading.Lock()
+
+
+def _credential(directory: Directory, row: Certificate, *, with_chain: bool) -> smime.Credential:
+    cache_key = (id(directory), row.fingerprint, with_chain)
+    with _CREDENTIALS_LOCK:
+        cached = _CREDENTIALS.get(cache_key)
+        if cached is not None:
+            _CREDENTIALS.move_to_end(cache_key)
+            return cached
+    assert row.key is not None
+    credential = smime.Credential(unseal(directory, row.key), certificates.load(row),
+                                  directory.ca.chain() if with_chain else ())
+    with _CREDENTIALS_LOCK:
+        _CREDENTIALS[cache_key] = credential
+        while len(_CREDENTIALS) > _CREDENTIALS_MAX:
+            _CREDENTIALS.popitem(last=False)
+    return credential
 
 
 def issue_domain_certificate(directory: Directory, session: Session, domain_name: str,

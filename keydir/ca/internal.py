@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keydir.ca.base import CertificateRequest, IssuanceFailed, Issued
-from keydir.keys import generate_private_key
+from keydir.keys import generate_private_key, load_private_der
 from keydir.secrets import MasterKey
 
 MAILBOX_VALIDATED_STRICT = x509.ObjectIdentifier("2.23.140.1.5.1.3")
@@ -92,8 +92,7 @@ class InternalCA:
         directory = data_dir / CA_DIR
         certificate = x509.load_pem_x509_certificate((directory / CA_CERT).read_bytes())
         der = master_key.open((directory / CA_KEY).read_bytes(), _KEY_CONTEXT)
-        key = serialization.load_der_private_key(der, None)
-        assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        key = load_private_der(der)  # sealed by us: no slow re-validation
         return cls(key, certificate, public_url)
 
     # --- the backend interface ------------------------------------------------------

@@ -7,6 +7,7 @@ the trust-anchor table, where verification finds them next to the tenants' own a
 
 from __future__ import annotations
 
+import functools
 import warnings
 from functools import cache
 from importlib import resources
@@ -32,6 +33,7 @@ def _parsed() -> tuple[x509.Certificate, ...]:
                  if (cert := load_tolerantly(marker + block)) is not None)
 
 
+@functools.lru_cache(maxsize=4096)
 def load_tolerantly(data: bytes) -> x509.Certificate | None:
     """One certificate, or None if this cryptography refuses it.
 
