@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 from sqlalchemy import select
@@ -172,10 +173,12 @@ def find_issuer(cert: x509.Certificate,
 def _ask(cert: x509.Certificate, candidates: Sequence[x509.Certificate],
          section: RevocationSection, now: datetime, fetch: Fetch) -> _Answer:
     unknown_until = now + min(_UNKNOWN_FOR, timedelta(hours=section.cache_hours))
-    issuer = find_issuer(cert, candidates)
+    issuer = find_issuer(cert, candidates) or _issuer_from_aia(cert, section, fetch)
     if issuer is None:
         return _Answer(UNKNOWN, f"the issuer {cert.issuer.rfc4514_string()} is not among the "
-                                "trust anchors and known intermediates", unknown_until)
+                                "trust anchors and known intermediates, and its CA Issuers "
+                                "link gave nothing that signed this certificate",
+                       unknown_until)
     problems: list[str] = []
     attempts = [*(("OCSP", url, _ask_ocsp) for url in _ocsp_urls(cert)),
                 *(("CRL", url, _ask_crl) for url in _crl_urls(cert))]
@@ -212,6 +215,40 @@ def _ocsp_urls(cert: x509.Certificate) -> list[str]:
     return [d.access_location.value for d in aia
             if d.access_method == x509.AuthorityInformationAccessOID.OCSP
             and isinstance(d.access_location, x509.UniformResourceIdentifier)]
+
+
+def _issuer_from_aia(cert: x509.Certificate, section: RevocationSection,
+                     fetch: Fetch) -> x509.Certificate | None:
+    """The issuer from the certificate's "CA Issuers" link (RFC 5280 §4.2.2.1).
+
+    Public CAs issue from intermediates we have not stored. Whatever the link returns is
+    only used if its key verifiably signed this certificate, so the link cannot make us
+    believe a forged answer: only the real issuer's key authenticates OCSP and CRLs.
+    """
+    access = _extension(cert, x509.AuthorityInformationAccess)
+    if not isinstance(access, x509.AuthorityInformationAccess):
+        return None
+    for description in access:
+        if description.access_method != x509.AuthorityInformationAccessOID.CA_ISSUERS:
+            continue
+        url = getattr(description.access_location, "value", "")
+        if urlsplit(url).scheme.lower() not in _SCHEMES:
+            continue
+        try:
+            data = fetch(url, None, section.timeout)
+            if data.lstrip().startswith(b"-----BEGIN"):
+                found = x509.load_pem_x509_certificates(data)
+            else:
+                try:
+                    found = [x509.load_der_x509_certificate(data)]
+                except ValueError:
+                    found = pkcs7.load_der_pkcs7_certificates(data)  # a certs-only .p7c
+        except (OSError, ValueError):
+            continue
+        issuer = find_issuer(cert, found)
+        if issuer is not None:
+            return issuer
+    return None
 
 
 def _ask_ocsp(url: str, cert: x509.Certificate, issuer: x509.Certificate,

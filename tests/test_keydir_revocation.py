@@ -200,6 +200,10 @@ def _handler(responder: Responder) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            if self.path == "/ca.crt":  # the AIA "CA Issuers" link of the leaves
+                self._send(200, responder.ca.cert.public_bytes(serialization.Encoding.DER),
+                           "application/pkix-cert")
+                return
             if self.path != "/crl" or not responder.crl_up:
                 self._send(503, b"", "text/plain")
                 return
@@ -409,11 +413,13 @@ def test_a_redirect_away_from_http_is_not_followed(directory, ca, responder):
     assert "refusing a redirect to ftp://127.0.0.1/ca.crl" in _detail(directory, cert)
 
 
-def test_without_the_issuer_nothing_is_asked_and_the_answer_is_unknown(directory, ca, rogue):
+def test_without_the_issuer_only_its_link_is_tried_and_the_answer_is_unknown(directory, ca,
+                                                                            rogue):
     cert = ca.leaf(PARTNER, _dead_url())
-    fetch = Counting(allow=False)
+    fetch = Counting()
     assert _check(directory, cert, rogue, datetime.now(UTC), fetch) == "unknown"
     assert "not among the trust anchors" in _detail(directory, cert)
+    assert [url.rsplit("/", 1)[1] for url in fetch.calls] == ["ca.crt"]  # no OCSP, no CRL
 
 
 def test_with_checking_switched_off_everything_is_good_and_nothing_is_asked(directory, ca):
@@ -521,3 +527,27 @@ def test_job_never_revokes_our_own_certificate_on_an_unknown(directory, ca):
         row = session.get(type(old), old.id)
     assert result.checked == 1 and result.revoked == [] and result.replaced == []
     assert row.revoked_at is None
+
+
+def test_an_issuer_we_do_not_hold_is_fetched_from_the_ca_issuers_link(directory, ca,
+                                                                      responder):
+    # Public CAs issue from intermediates the directory never stored.
+    now = datetime.now(UTC)
+    cert = ca.leaf(PARTNER, responder.url)
+    with directory.transaction() as session:
+        assert revocation.check(session, cert, [], directory.config.revocation, now) == "good"
+    assert "GET /ca.crt" in responder.requests and "POST /ocsp" in responder.requests
+    responder.revoked[cert.serial_number] = now
+    later = now + timedelta(days=2)
+    with directory.transaction() as session:
+        assert revocation.check(session, cert, [], directory.config.revocation,
+                                later) == "revoked"
+
+
+def test_a_ca_issuers_link_to_another_key_is_not_believed(directory, rogue, responder):
+    now = datetime.now(UTC)
+    cert = rogue.leaf(PARTNER, responder.url)  # the link serves the real CA, not rogue
+    with directory.transaction() as session:
+        assert revocation.check(session, cert, [], directory.config.revocation,
+                                now) == "unknown"
+    assert "POST /ocsp" not in responder.requests
