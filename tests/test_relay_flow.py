@@ -289,3 +289,23 @@ def test_storage_refusing_writes_answers_451_and_nothing_is_accepted(gateway):
         controller.stop()
         engine.dispose()
     assert gateway.rows() == []  # the sender keeps the message; we promised nothing
+
+
+def test_inbound_mail_to_the_old_key_is_decrypted_after_rollover(gateway):
+    from keydir import issuance
+
+    with gateway.directory.transaction() as session:
+        old = issuance.issue(gateway.directory, session, "alice@example.com",
+                             gateway.now).certificate
+        old_cert = certificates.load(old)
+    to_old_key = smime.encrypt(message(sender="bob@partner.example", to="alice@example.com"),
+                               [smime.Recipient(old_cert)])
+    gateway.now += timedelta(days=358)
+    with gateway.directory.transaction() as session:
+        assert issuance.rollover(gateway.directory, session, gateway.now) == [
+            "alice@example.com"]
+    gateway.send_in(to_old_key)
+    gateway.work()
+    (delivered,) = gateway.mailserver.messages
+    assert b"the numbers are attached." in delivered.data
+    assert b"pkcs7-mime" not in delivered.data
