@@ -39,6 +39,9 @@ class RelaySection:
     outbound_listen: str = "127.0.0.1:2587"
     outbound_clients: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     smarthost: str = ""
+    # Recipient domains whose mail must travel over verified TLS (else it waits): routes
+    # where "opportunistic" is not enough, e.g. a partner agreement.
+    require_tls_domains: tuple[str, ...] = ()
     tls_cert: str = ""  # PEM for STARTTLS; empty: a self-signed one in <data dir>/tls/
     tls_key: str = ""
 

@@ -145,6 +145,11 @@ class Worker:
             return delivery.mx_hosts(row.route[3:], config)
         raise delivery.RouteError(f"unknown route {row.route!r}", permanent=True)
 
+    def _requires_tls(self, row: QueuedMessage) -> bool:
+        """Per route: mail for these recipient domains never travels in the clear."""
+        required = {d.lower() for d in self.directory.config.relay.require_tls_domains}
+        return any(domain_of(r.lower()) in required for r in row.recipients)
+
     def _deliver(self, session: Session, row: QueuedMessage) -> None:
         now = self.clock()
         try:
@@ -155,7 +160,8 @@ class Worker:
             target.update({r: str(exc) for r in row.recipients})
         else:
             result = delivery.send(hosts, row.mail_from, row.recipients, row.data,
-                                   timeout=self.smtp_timeout)
+                                   timeout=self.smtp_timeout,
+                                   require_tls=self._requires_tls(row))
         if result.delivered:
             log(row, f"delivered to {', '.join(result.delivered)} via "
                      f"{hosts[0][0] if hosts else '?'}")

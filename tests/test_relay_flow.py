@@ -309,3 +309,15 @@ def test_inbound_mail_to_the_old_key_is_decrypted_after_rollover(gateway):
     (delivered,) = gateway.mailserver.messages
     assert b"the numbers are attached." in delivered.data
     assert b"pkcs7-mime" not in delivered.data
+
+
+def test_a_route_that_requires_tls_never_sends_in_the_clear(tmp_path, database_url):
+    gw = Gateway(tmp_path, database_url, require_tls_domains=["partner.example"])
+    try:
+        gw.send_out(message())  # the sink offers no STARTTLS
+        gw.work()
+        assert gw.internet.messages == []
+        (waiting,) = [row for row in gw.rows() if row.state is State.DEFERRED]
+        assert "STARTTLS" in waiting.last_error
+    finally:
+        gw.close()
