@@ -321,3 +321,15 @@ def test_a_route_that_requires_tls_never_sends_in_the_clear(tmp_path, database_u
         assert "STARTTLS" in waiting.last_error
     finally:
         gw.close()
+
+
+def test_after_five_days_of_temporary_failures_the_sender_gets_a_dsn(gateway):
+    gateway.internet.stop()
+    gateway.send_out(message())
+    gateway.work()
+    gateway.now += timedelta(days=5, minutes=1)
+    gateway.work()
+    assert gateway.internet.messages == []
+    (dsn,) = gateway.mailserver.messages
+    assert b"gave up after 5 days" in dsn.data
+    assert State.BOUNCED in [row.state for row in gateway.rows()]
