@@ -333,3 +333,27 @@ def test_after_five_days_of_temporary_failures_the_sender_gets_a_dsn(gateway):
     (dsn,) = gateway.mailserver.messages
     assert b"gave up after 5 days" in dsn.data
     assert State.BOUNCED in [row.state for row in gateway.rows()]
+
+
+@pytest.mark.peer
+def test_gpgsm_reads_what_the_relay_sends(gateway, tmp_path, pki):
+    from tests.peers import Gpgsm
+
+    carol = pki.issue("carol@partner.example")
+    with gateway.directory.transaction() as session:
+        tenant = tenancy.get_tenant(session, "acme")
+        certificates.import_certificate(session, tenant.id, carol.cert, gateway.now)
+    gateway.send_out(message(to="dan@partner.example"), to=("dan@partner.example",))
+    gateway.send_out(message(to=carol.email), to=(carol.email,))
+    gateway.work()
+    signed = next(m for m in gateway.internet.messages
+                  if m.recipients == ["dan@partner.example"])
+    encrypted = next(m for m in gateway.internet.messages if m.recipients == [carol.email])
+    with Gpgsm(tmp_path / "gnupg") as peer:
+        for cert in gateway.directory.ca.chain():
+            peer.trust(cert.public_bytes(serialization.Encoding.PEM))
+        good, log = peer.verify(signed.data)
+        assert good, log
+        peer.import_identity(carol)
+        # No capabilities known for Carol: RSA PKCS#1 v1.5 and AES-256-CBC, which gpgsm reads.
+        assert b"the numbers are attached." in peer.decrypt(encrypted.data)
