@@ -22,7 +22,7 @@ from keydir.tenancy import domain_of, find_domain
 from relay import delivery, pipeline
 from relay.dsn import build_dsn
 from relay.models import Direction, QueuedMessage, State
-from relay.queue import claim, defer, enqueue, log, release
+from relay.queue import LEASE, claim, defer, enqueue, log, release
 
 logger = logging.getLogger("sealgate.relay.worker")
 Clock = Callable[[], datetime]
@@ -41,6 +41,7 @@ class Worker:
         self.clock = clock
         self.max_age = max_age
         self.smtp_timeout = smtp_timeout
+        self.connections = delivery.Connections()  # reused between messages
 
     # --- the loop -------------------------------------------------------------------
 
@@ -62,22 +63,27 @@ class Worker:
                 logger.exception("%s: queue scan failed", self.name)
                 handled = 0
             if not handled:
+                self.connections.close()  # idle: do not hold other servers' sessions
                 wake.wait(idle)
                 wake.clear()
+        self.connections.close()
 
     def handle(self, message_id: int) -> None:
+        copies: list[int] = []
         try:
             with self.directory.transaction() as session:
                 row = session.get(QueuedMessage, message_id)
                 if row is None or row.claimed_by != self.name:
                     return
                 if row.state is State.QUEUED:
-                    self._process(session, row)
+                    copies = self._process(session, row)
                 else:
                     self._deliver(session, row)
         except Exception as exc:  # a bug, not a mail problem: park the message, keep it
             logger.exception("message %s parked", message_id)
             self._park(message_id, exc)
+        for copy_id in copies:  # leased to us already: deliver now, no second queue scan
+            self.handle(copy_id)
 
     def _park(self, message_id: int, exc: BaseException) -> None:
         with self.directory.transaction() as session:
@@ -91,7 +97,8 @@ class Worker:
 
     # --- pipeline ---------------------------------------------------------------------
 
-    def _process(self, session: Session, row: QueuedMessage) -> None:
+    def _process(self, session: Session, row: QueuedMessage) -> list[int]:
+        """Run the pipeline; returns the ids of the ready copies, leased to this worker."""
         now = self.clock()
         job = pipeline.Job(direction=row.direction, mail_from=row.mail_from,
                            recipients=list(row.recipients), data=row.data,
@@ -104,13 +111,16 @@ class Worker:
             held = hold.recipients
         for action in job.actions:
             log(row, action)
+        copies: list[QueuedMessage] = []
         for output in job.outputs:
             for route, recipients in self._routes(session, output):
-                enqueue(session, output.direction or row.direction,
-                        row.mail_from if output.mail_from is None else output.mail_from,
-                        recipients, output.data, now,
-                        tenant_id=row.tenant_id, parent_id=row.id, state=State.READY,
-                        route=route, actions=[f"copy of message {row.id}"])
+                copy = enqueue(session, output.direction or row.direction,
+                               row.mail_from if output.mail_from is None else output.mail_from,
+                               recipients, output.data, now,
+                               tenant_id=row.tenant_id, parent_id=row.id, state=State.READY,
+                               route=route, actions=[f"copy of message {row.id}"])
+                copy.claimed_by, copy.claimed_until = self.name, now + LEASE
+                copies.append(copy)
         if held:
             enqueue(session, row.direction, row.mail_from, held, job.data, now,
                     tenant_id=row.tenant_id, parent_id=row.id, state=State.HELD,
@@ -118,6 +128,8 @@ class Worker:
                              "certificate; waiting for the web portal"])
         row.state = State.DELIVERED if not job.outputs and not held else State.SPLIT
         release(row, now)
+        session.flush()
+        return [copy.id for copy in copies]
 
     def _routes(self, session: Session, output: pipeline.Output) -> list[tuple[str, list[str]]]:
         """Split an output by where it goes: smarthost, each domain's MX, or a next hop."""
@@ -161,7 +173,8 @@ class Worker:
         else:
             result = delivery.send(hosts, row.mail_from, row.recipients, row.data,
                                    timeout=self.smtp_timeout,
-                                   require_tls=self._requires_tls(row))
+                                   require_tls=self._requires_tls(row),
+                                   connections=self.connections)
         if result.delivered:
             log(row, f"delivered to {', '.join(result.delivered)} via "
                      f"{hosts[0][0] if hosts else '?'}")
