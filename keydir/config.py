@@ -179,6 +179,18 @@ def _coerce(where: str, default: object, value: object) -> object:
     return value
 
 
+def host_port(value: str, default_port: int) -> tuple[str, int]:
+    """A configured ``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]")
+        return host, int(port.lstrip(":") or default_port)
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port)
+    return value, default_port
+
+
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
     if explicit:
         return Path(explicit)

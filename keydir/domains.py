@@ -18,7 +18,7 @@ import dns.resolver
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keydir.config import Config, ConfigError
+from keydir.config import Config, ConfigError, host_port
 from keydir.events import record
 from keydir.models import Domain
 
@@ -42,7 +42,7 @@ def resolver_for(config: Config) -> dns.resolver.Resolver:
         resolver = dns.resolver.Resolver(configure=False)
         servers = []
         for entry in config.dns.nameservers:
-            host, port = _host_port(entry)
+            host, port = host_port(entry, 53)
             try:
                 ipaddress.ip_address(host)
             except ValueError:
@@ -52,17 +52,6 @@ def resolver_for(config: Config) -> dns.resolver.Resolver:
         resolver.nameservers = servers
     resolver.lifetime = config.dns.timeout
     return resolver
-
-
-def _host_port(entry: str) -> tuple[str, int]:
-    entry = entry.strip()
-    if entry.startswith("["):  # [::1]:5353
-        host, _, port = entry[1:].partition("]:")
-        return host, int(port or 53)
-    if entry.count(":") == 1:
-        host, port = entry.split(":")
-        return host, int(port)
-    return entry, 53
 
 
 def verify(session: Session, domain: Domain, config: Config, now: datetime) -> VerifyResult:

@@ -50,6 +50,7 @@ from keydir.models import Certificate, CertificateKind, IssuanceRequest, Revocat
 from keydir.service import Directory
 from keydir.tenancy import participant
 from keydir.trust import anchors_for
+from smime.chain import extension
 
 GOOD, REVOKED, UNKNOWN = "good", "revoked", "unknown"
 
@@ -157,12 +158,12 @@ UNPROVEN = "unproven"  # hard-fail: not shown to be good, so not used this time
 def find_issuer(cert: x509.Certificate,
                 candidates: Iterable[x509.Certificate]) -> x509.Certificate | None:
     """The candidate that issued ``cert``: subject = issuer, key ids agree, signature holds."""
-    aki = _extension(cert, x509.AuthorityKeyIdentifier)
+    aki = extension(cert, x509.AuthorityKeyIdentifier)
     wanted = aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
     for candidate in candidates:
         if candidate.subject != cert.issuer:
             continue
-        ski = _extension(candidate, x509.SubjectKeyIdentifier)
+        ski = extension(candidate, x509.SubjectKeyIdentifier)
         if wanted and isinstance(ski, x509.SubjectKeyIdentifier) and ski.digest != wanted:
             continue
         if _directly_issued(cert, candidate):
@@ -209,7 +210,7 @@ def _cache_until(section: RevocationSection, now: datetime, issued_at: datetime,
 
 
 def _ocsp_urls(cert: x509.Certificate) -> list[str]:
-    aia = _extension(cert, x509.AuthorityInformationAccess)
+    aia = extension(cert, x509.AuthorityInformationAccess)
     if not isinstance(aia, x509.AuthorityInformationAccess):
         return []
     return [d.access_location.value for d in aia
@@ -225,7 +226,7 @@ def _issuer_from_aia(cert: x509.Certificate, section: RevocationSection,
     only used if its key verifiably signed this certificate, so the link cannot make us
     believe a forged answer: only the real issuer's key authenticates OCSP and CRLs.
     """
-    access = _extension(cert, x509.AuthorityInformationAccess)
+    access = extension(cert, x509.AuthorityInformationAccess)
     if not isinstance(access, x509.AuthorityInformationAccess):
         return None
     for description in access:
@@ -297,7 +298,7 @@ def _check_ocsp_signature(response: ocsp.OCSPResponse, issuer: x509.Certificate,
 
 
 def _delegated(responder: x509.Certificate, issuer: x509.Certificate, now: datetime) -> bool:
-    eku = _extension(responder, x509.ExtendedKeyUsage)
+    eku = extension(responder, x509.ExtendedKeyUsage)
     return (isinstance(eku, x509.ExtendedKeyUsage)
             and ExtendedKeyUsageOID.OCSP_SIGNING in eku
             and responder.issuer == issuer.subject
@@ -336,7 +337,7 @@ def _signature_valid(key: object, signature: bytes, data: bytes,
 
 
 def _crl_urls(cert: x509.Certificate) -> list[str]:
-    points = _extension(cert, x509.CRLDistributionPoints)
+    points = extension(cert, x509.CRLDistributionPoints)
     if not isinstance(points, x509.CRLDistributionPoints):
         return []
     # A CRL issued by someone else (crl_issuer, "indirect CRL") is not supported.
@@ -351,36 +352,28 @@ def _ask_crl(url: str, cert: x509.Certificate, issuer: x509.Certificate,
            else x509.load_der_x509_crl(data))
     if crl.issuer != issuer.subject:
         raise _Unusable(f"the CRL is from {crl.issuer.rfc4514_string()}, not the issuer")
-    usage = _extension(issuer, x509.KeyUsage)
+    usage = extension(issuer, x509.KeyUsage)
     if isinstance(usage, x509.KeyUsage) and not usage.crl_sign:
         raise _Unusable("the issuer's key usage does not allow it to sign CRLs")
     if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
         raise _Unusable("the CRL's signature does not verify with the issuer's key")
-    scope = _extension(crl, x509.IssuingDistributionPoint)
+    scope = extension(crl, x509.IssuingDistributionPoint)
     if isinstance(scope, x509.IssuingDistributionPoint) and (
             scope.only_contains_ca_certs or scope.only_contains_attribute_certs
             or scope.only_some_reasons is not None or scope.indirect_crl):
         raise _Unusable("a partial CRL cannot say a certificate is good")
-    if _extension(crl, x509.DeltaCRLIndicator) is not None:
+    if extension(crl, x509.DeltaCRLIndicator) is not None:
         raise _Unusable("a delta CRL cannot say a certificate is good on its own")
     until = _cache_until(section, now, crl.last_update_utc, crl.next_update_utc)
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
         return _Answer(GOOD, f"CRL {url}: not listed", until)
-    reason = _extension(entry, x509.CRLReason)
+    reason = extension(entry, x509.CRLReason)
     said = reason.reason.value if isinstance(reason, x509.CRLReason) else "no reason"
     return _Answer(REVOKED, f"CRL {url}: revoked ({said})", until)
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def _extension(holder: x509.Certificate | x509.CertificateRevocationList
-               | x509.RevokedCertificate, kind: type[x509.ExtensionType]) -> object | None:
-    try:
-        return holder.extensions.get_extension_for_class(kind).value
-    except (x509.ExtensionNotFound, ValueError):  # absent, or malformed: not relied on
-        return None
 
 
 def _directly_issued(child: x509.Certificate, parent: x509.Certificate) -> bool:

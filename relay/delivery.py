@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.resolver
 
-from keydir.config import Config
+from keydir.config import Config, host_port
 from keydir.domains import resolver_for
 
 TIMEOUT = 60.0
@@ -40,14 +40,8 @@ class Result:
 
 
 def parse_host_port(value: str, default_port: int = 25) -> tuple[str, int]:
-    value = value.strip()
-    if value.startswith("["):
-        host, _, port = value[1:].partition("]")
-        return host, int(port.lstrip(":") or default_port)
-    if value.count(":") == 1:
-        host, port = value.split(":")
-        return host, int(port)
-    return value, default_port
+    """A next hop or smarthost as (host, port); SMTP's port 25 when none is given."""
+    return host_port(value, default_port)
 
 
 def mx_hosts(domain: str, config: Config) -> list[tuple[str, int]]:

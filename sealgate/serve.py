@@ -22,8 +22,8 @@ from aiosmtpd.controller import Controller
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from keydir import jobs
+from keydir.config import host_port
 from keydir.service import Directory
-from relay.delivery import parse_host_port
 from relay.queue import release_node
 from relay.smtp import InboundHandler, OutboundHandler
 from relay.tls import server_context
@@ -54,7 +54,7 @@ class Gateway:
                  config.inbound_listen, {}),
                 # SMTP AUTH only after STARTTLS (aiosmtpd's default): no clear passwords.
                 (outbound, config.outbound_listen, {"authenticator": outbound.authenticate})):
-            host, port = parse_host_port(listen)
+            host, port = host_port(listen, 25)
             controller = Controller(handler, hostname=host, port=port,
                                     data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True,
                                     tls_context=tls, **extra)
@@ -71,7 +71,7 @@ class Gateway:
                          lambda w=worker: w.run_forever(self.stop_event, self.wake))
         self._thread("scheduler", self._schedule)
         if self.app_factory is not None:
-            host, port = parse_host_port(self.directory.config.web.listen, 8080)
+            host, port = host_port(self.directory.config.web.listen, 8080)
             self.web = make_server(host, port, self.app_factory(self.directory), threaded=True)
             self._thread("web", self.web.serve_forever)
             logger.info("web on http://%s:%s", host, port)

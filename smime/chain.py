@@ -38,20 +38,22 @@ class PathResult:
     path: tuple[x509.Certificate, ...]  # signer first, anchor last (when trusted)
 
 
-def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object | None:
+def extension(holder: x509.Certificate | x509.CertificateRevocationList
+              | x509.RevokedCertificate, kind: type[x509.ExtensionType]) -> object | None:
+    """An extension's value, or None when absent, malformed or doubled (never trusted)."""
     try:
-        return cert.extensions.get_extension_for_class(kind).value
+        return holder.extensions.get_extension_for_class(kind).value
     except EXTENSION_ERRORS:  # malformed or doubled: treated as absent, never trusted more
         return None
 
 
 def _key_id(cert: x509.Certificate) -> bytes | None:
-    ski = _extension(cert, x509.SubjectKeyIdentifier)
+    ski = extension(cert, x509.SubjectKeyIdentifier)
     return ski.digest if isinstance(ski, x509.SubjectKeyIdentifier) else None
 
 
 def _authority_key_id(cert: x509.Certificate) -> bytes | None:
-    aki = _extension(cert, x509.AuthorityKeyIdentifier)
+    aki = extension(cert, x509.AuthorityKeyIdentifier)
     return aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
 
 
@@ -69,10 +71,10 @@ def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
 
 
 def _may_issue(cert: x509.Certificate) -> bool:
-    constraints = _extension(cert, x509.BasicConstraints)
+    constraints = extension(cert, x509.BasicConstraints)
     if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
         return False
-    usage = _extension(cert, x509.KeyUsage)
+    usage = extension(cert, x509.KeyUsage)
     return not isinstance(usage, x509.KeyUsage) or usage.key_cert_sign
 
 
@@ -86,13 +88,13 @@ def _validity(cert: x509.Certificate, at: datetime) -> Problem:
 
 def email_usage_problem(cert: x509.Certificate, *, for_signing: bool) -> str | None:
     """Why this certificate must not be used for e-mail signing/encryption, or None."""
-    usage = _extension(cert, x509.KeyUsage)
+    usage = extension(cert, x509.KeyUsage)
     if isinstance(usage, x509.KeyUsage):
         if for_signing and not (usage.digital_signature or usage.content_commitment):
             return "its key usage does not allow digital signatures"
         if not for_signing and not (usage.key_encipherment or usage.key_agreement):
             return "its key usage allows neither key encipherment nor key agreement"
-    eku = _extension(cert, x509.ExtendedKeyUsage)
+    eku = extension(cert, x509.ExtendedKeyUsage)
     if isinstance(eku, x509.ExtendedKeyUsage) and not (
         ExtendedKeyUsageOID.EMAIL_PROTECTION in eku
         or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
