@@ -1,0 +1,38 @@
+"""The portal's languages: the account's choice, else the browser's, else the tenant's.
+
+Catalogues live in ``portal/translations/<lang>/LC_MESSAGES/messages.po`` (compiled
+``.mo`` next to them); ``docs/portal-translations.md`` says how to update them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, g, request
+from flask_babel import Babel
+
+LANGUAGES = ("en", "de", "fr", "it")
+LANGUAGE_NAMES = {"en": "English", "de": "Deutsch", "fr": "Français", "it": "Italiano"}
+TRANSLATIONS = Path(__file__).parent / "translations"
+
+
+def select_locale() -> str:
+    """Flask-Babel asks this once per request.
+
+    Views set ``g.portal_language`` (the signed-in account's choice) and
+    ``g.portal_default_language`` (the tenant's default) before rendering.
+    """
+    chosen = getattr(g, "portal_language", None)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    browser = request.accept_languages.best_match(LANGUAGES)
+    if browser:
+        return browser
+    default = getattr(g, "portal_default_language", None)
+    return str(default) if default in LANGUAGES else "en"
+
+
+def install(app: Flask) -> Babel:
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    return Babel(app, locale_selector=select_locale)
