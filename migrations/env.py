@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import keydir.mailbox_models  # noqa: F401 - the portal's tables share the metadata
 import relay.models  # noqa: F401 - the relay's tables share the metadata
 from keydir.models import Base
 

@@ -1,0 +1,89 @@
+"""The web portal's mails: notification, sender notice, read receipt, password reset.
+
+Each is a ``multipart/alternative`` (text/plain and text/html) rendered from the Jinja2
+templates in ``templates/mail/``; the words come from one catalogue per language
+(``templates/mail/<language>.toml``, placeholders in ``{braces}``), so the text and the
+HTML part always say the same; ``<kind>.subject`` chooses the subject line.
+They are marked ``Auto-Submitted: auto-generated`` (RFC 3834) so that no vacation
+responder answers them, and they never contain any of the message's content.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from keydir.mailbox_models import LANGUAGES
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "mail"
+FALLBACK_LANGUAGE = "en"
+
+
+@dataclass(frozen=True)
+class Branding:
+    name: str  # the tenant's brand (or display name)
+    color: str  # CSS colour of the header bar and button, e.g. "#1f4e79"
+
+
+@cache
+def _environment(html: bool) -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=html,
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                       keep_trailing_newline=True)
+
+
+@cache
+def catalogue(language: str) -> dict[str, dict[str, str]]:
+    """The phrases of one language (unknown languages fall back to English)."""
+    if language not in LANGUAGES:
+        language = FALLBACK_LANGUAGE
+    with (TEMPLATES / f"{language}.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _safe_color(color: str) -> str:
+    """Only a plain hex colour goes into the HTML's style attributes."""
+    text = color.strip()
+    if len(text) in (4, 7) and text.startswith("#") and all(
+            c in "0123456789abcdefABCDEF" for c in text[1:]):
+        return text
+    return "#1f4e79"
+
+
+def render(kind: str, language: str, *, branding: Branding, from_address: str,
+           to: str, now: datetime, **context: Any) -> bytes:
+    """One notice mail of ``kind`` (a template name) as CRLF bytes ready for SMTP."""
+    if language not in LANGUAGES:
+        language = FALLBACK_LANGUAGE
+    words = catalogue(language)
+    values = {"t": words[kind], "common": words["common"], "brand": branding.name,
+              "color": _safe_color(branding.color), "language": language, **context}
+    text = _environment(False).get_template(f"{kind}.txt").render(values)
+    html = _environment(True).get_template(f"{kind}.html").render(values)
+    subject = " ".join(_environment(False).get_template(f"{kind}.subject").render(values).split())
+
+    message = EmailMessage(policy=email.policy.SMTP)
+    local, _, domain = from_address.rpartition("@")
+    message["From"] = Address(display_name=words["common"]["from_name"].format(brand=branding.name),
+                              username=local, domain=domain)
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = email.utils.format_datetime(now)
+    message["Message-ID"] = email.utils.make_msgid(domain=domain or None)
+    message["Auto-Submitted"] = "auto-generated"
+    # Outlook's own responders (out of office, read receipts) honour this instead.
+    message["X-Auto-Response-Suppress"] = "All"
+    message.set_content(text, charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    message["Content-Language"] = language  # after the parts: set_content clears Content-*
+    return message.as_bytes()
