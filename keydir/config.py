@@ -44,6 +44,10 @@ class RelaySection:
     require_tls_domains: tuple[str, ...] = ()
     tls_cert: str = ""  # PEM for STARTTLS; empty: a self-signed one in <data dir>/tls/
     tls_key: str = ""
+    # Delivery workers: processes (0 = one per CPU; the pipeline is CPU work and one
+    # process uses one core) and threads in each (deliveries waiting on slow servers).
+    worker_processes: int = 0
+    worker_threads: int = 2
 
 
 @dataclass(frozen=True)

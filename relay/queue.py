@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.models import Direction, QueuedMessage, State
@@ -37,31 +37,34 @@ def enqueue(session: Session, direction: Direction, mail_from: str, recipients: 
     return row
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Workable, due, and not leased to a live worker."""
+    return and_(QueuedMessage.state.in_(WORKABLE), QueuedMessage.next_attempt_at <= now,
+                or_(QueuedMessage.claimed_until.is_(None), QueuedMessage.claimed_until < now))
+
+
 def claim(sessions: sessionmaker[Session], worker: str, now: datetime,
           limit: int = 10) -> list[int]:
-    """Ids of due messages now leased to ``worker`` (committed before returning)."""
-    claimed: list[int] = []
+    """Ids of due messages now leased to ``worker`` (committed before returning).
+
+    One statement: the candidates are chosen and leased together, and the lease is taken
+    only while a row is still due. (Checking the lease alone is not enough: a message
+    another worker has claimed, finished and released in the meantime is free again, but
+    done; taking it would send it a second time.)
+    """
+    candidates = (select(QueuedMessage.id).where(_due(now))
+                  .order_by(QueuedMessage.next_attempt_at, QueuedMessage.id)
+                  .limit(limit)
+                  .with_for_update(skip_locked=True))  # PostgreSQL; SQLite locks the file
     with sessions() as session, session.begin():
-        candidates = session.scalars(
-            select(QueuedMessage.id)
-            .where(QueuedMessage.state.in_(WORKABLE), QueuedMessage.next_attempt_at <= now,
-                   or_(QueuedMessage.claimed_until.is_(None),
-                       QueuedMessage.claimed_until < now))
-            .order_by(QueuedMessage.next_attempt_at, QueuedMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for message_id in candidates:
-            result = session.execute(
-                update(QueuedMessage)
-                .where(QueuedMessage.id == message_id,
-                       or_(QueuedMessage.claimed_until.is_(None),
-                           QueuedMessage.claimed_until < now))
-                .values(claimed_by=worker, claimed_until=now + LEASE)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append(message_id)
-    return claimed
+        claimed = session.execute(
+            update(QueuedMessage)
+            .where(QueuedMessage.id.in_(candidates), _due(now))
+            .values(claimed_by=worker, claimed_until=now + LEASE)
+            .returning(QueuedMessage.id)
+            .execution_options(synchronize_session=False)
+        ).scalars().all()
+    return sorted(claimed)
 
 
 def release_node(sessions: sessionmaker[Session], node: str) -> int:

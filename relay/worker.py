@@ -22,7 +22,7 @@ from keydir.tenancy import domain_of, find_domain
 from relay import delivery, pipeline
 from relay.dsn import build_dsn
 from relay.models import Direction, QueuedMessage, State
-from relay.queue import LEASE, claim, defer, enqueue, log, release
+from relay.queue import LEASE, WORKABLE, claim, defer, enqueue, log, release
 
 logger = logging.getLogger("sealgate.relay.worker")
 Clock = Callable[[], datetime]
@@ -73,8 +73,8 @@ class Worker:
         try:
             with self.directory.transaction() as session:
                 row = session.get(QueuedMessage, message_id)
-                if row is None or row.claimed_by != self.name:
-                    return
+                if row is None or row.claimed_by != self.name or row.state not in WORKABLE:
+                    return  # not ours, or done already: never send a message twice
                 if row.state is State.QUEUED:
                     copies = self._process(session, row)
                 else:

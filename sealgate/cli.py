@@ -25,16 +25,21 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 @main.command("serve")
-@click.option("--workers", default=2, show_default=True, help="Delivery worker threads.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Delivery worker processes [default: [relay] worker_processes, whose 0 "
+                   "means one per CPU].")
 @pass_context
-def serve_command(context: Context, workers: int) -> None:
+def serve_command(context: Context, workers: int | None) -> None:
     """Run the gateway: SMTP listeners, workers, scheduler and web app (Ctrl-C stops)."""
     from portal.app import create_app
+    from relay.worker_processes import default_process_count
     from sealgate.serve import Gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     directory = context.initialise(now_utc())  # first start on a fresh machine: set up
-    gateway = Gateway(directory, workers=workers,
+    relay = directory.config.relay
+    gateway = Gateway(directory, workers=workers or default_process_count(relay.worker_processes),
+                      worker_threads=max(1, relay.worker_threads),
                       app_factory=lambda d: create_app(directory=d))
     try:
         gateway.start()

@@ -27,20 +27,22 @@ from keydir.service import Directory
 from relay.queue import release_node
 from relay.smtp import InboundHandler, OutboundHandler
 from relay.tls import server_context
-from relay.worker import Worker
+from relay.worker_processes import WorkerProcesses
 
 logger = logging.getLogger("sealgate.serve")
 SIZE_LIMIT = 50 * 1024 * 1024  # announced with SIZE (RFC 1870)
 JOB_INTERVAL = timedelta(hours=1)
+SUPERVISE_INTERVAL = 2.0  # seconds between checks that every worker process lives
 
 
 @dataclass
 class Gateway:
     directory: Directory
-    workers: int = 2
+    workers: int = 2  # delivery worker processes (the pipeline is CPU work: one per core)
+    worker_threads: int = 2  # in each process: deliveries waiting on slow servers overlap
     app_factory: Callable[[Directory], Any] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
-    wake: threading.Event = field(default_factory=threading.Event)  # new mail queued
+    pool: WorkerProcesses | None = None
     controllers: list[Controller] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     web: BaseWSGIServer | None = None
@@ -48,9 +50,17 @@ class Gateway:
     def start(self) -> None:
         config = self.directory.config.relay
         tls = server_context(self.directory.config)
-        outbound = OutboundHandler(self.directory, on_queued=self.wake.set)
+        node = socket.gethostname()
+        freed = release_node(self.directory.sessions, node)
+        if freed:
+            logger.info("resumed %d message(s) the previous run was working on", freed)
+        # Workers first: spawning them before the listeners' threads exist keeps it simple.
+        self.pool = WorkerProcesses(self.directory.config, node, self.workers,
+                                    self.worker_threads)
+        self.pool.start()
+        outbound = OutboundHandler(self.directory, on_queued=self.pool.wake)
         for handler, listen, extra in (
-                (InboundHandler(self.directory, on_queued=self.wake.set),
+                (InboundHandler(self.directory, on_queued=self.pool.wake),
                  config.inbound_listen, {}),
                 # SMTP AUTH only after STARTTLS (aiosmtpd's default): no clear passwords.
                 (outbound, config.outbound_listen, {"authenticator": outbound.authenticate})):
@@ -61,15 +71,8 @@ class Gateway:
             controller.start()
             self.controllers.append(controller)
             logger.info("SMTP %s listening on %s", type(handler).__name__, listen)
-        node = socket.gethostname()
-        freed = release_node(self.directory.sessions, node)
-        if freed:
-            logger.info("resumed %d message(s) the previous run was working on", freed)
-        for number in range(self.workers):
-            worker = Worker(self.directory, name=f"{node}/worker-{number}")
-            self._thread(f"worker-{number}",
-                         lambda w=worker: w.run_forever(self.stop_event, self.wake))
         self._thread("scheduler", self._schedule)
+        self._thread("supervisor", self._supervise)
         if self.app_factory is not None:
             host, port = host_port(self.directory.config.web.listen, 8080)
             self.web = make_server(host, port, self.app_factory(self.directory), threaded=True)
@@ -94,11 +97,17 @@ class Gateway:
                     logger.exception("job %s failed", name)
             self.stop_event.wait(JOB_INTERVAL.total_seconds())
 
+    def _supervise(self) -> None:
+        while not self.stop_event.wait(SUPERVISE_INTERVAL):
+            if self.pool is not None:
+                self.pool.supervise()
+
     def stop(self) -> None:
         for controller in self.controllers:
             controller.stop()  # first: no new mail
         self.stop_event.set()
-        self.wake.set()
+        if self.pool is not None:
+            self.pool.stop()  # each worker finishes the message in hand
         if self.web is not None:
             self.web.shutdown()
         for thread in self.threads:

@@ -1,0 +1,126 @@
+"""Delivery workers in processes of their own, so that the pipeline uses every core.
+
+The pipeline is Python work (database statements, MIME, S/MIME around the RSA call);
+threads of one process take turns under one interpreter lock, so a gateway whose
+listeners and workers share a process uses one core however many the machine has. Each
+worker process opens the directory itself and runs a few worker threads (several
+deliveries may wait on slow servers at once); the queue in the database is what they
+share, exactly as several relay nodes share it.
+
+- New mail wakes idle workers through one cross-process event: no polling delay.
+- Stopping: the parent sets the stop event; every worker finishes the message in hand.
+- A parent that dies (even ``kill -9``) is noticed within a second: its workers stop
+  after the message in hand, so an orphaned worker never runs on beside a restart.
+- A worker process that dies is started again by :meth:`WorkerProcesses.supervise`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as ProcessEvent
+
+from keydir.config import Config
+from keydir.service import open_directory
+from relay.worker import Worker
+
+logger = logging.getLogger("sealgate.relay.workers")
+PARENT_CHECK = 0.5  # seconds between checks that the gateway process still lives
+
+
+def default_process_count(configured: int) -> int:
+    """``[relay] worker_processes``; 0 means one per CPU."""
+    return configured if configured > 0 else (os.cpu_count() or 1)
+
+
+def _watch_parent(parent: int, stop: ProcessEvent, stopping: threading.Event,
+                  wake: ProcessEvent) -> None:
+    """Turn "the gateway asked us to stop" or "the gateway is gone" into ``stopping``."""
+    while not stop.wait(PARENT_CHECK):
+        if os.getppid() != parent:
+            logger.warning("the gateway process %s is gone: stopping", parent)
+            break
+    stopping.set()
+    wake.set()  # the worker threads wait on it: let them see ``stopping`` now
+
+
+def run_worker_process(config: Config, node: str, number: int, threads: int, parent: int,
+                       stop: ProcessEvent, wake: ProcessEvent) -> None:
+    """A worker process's life: open the directory, work until told to stop or orphaned."""
+    # Ctrl-C reaches the whole process group; the gateway decides when workers stop,
+    # so that it can close the listeners first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    directory = open_directory(config)
+    stopping = threading.Event()
+    watcher = threading.Thread(target=_watch_parent, args=(parent, stop, stopping, wake),
+                               name="parent-watch", daemon=True)
+    watcher.start()
+    workers = [threading.Thread(
+        target=Worker(directory, name=f"{node}/worker-{number}.{index}").run_forever,
+        args=(stopping, wake), name=f"worker-{number}.{index}") for index in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    directory.close()
+
+
+class WorkerProcesses:
+    """The gateway's delivery worker processes: start, wake, supervise, stop."""
+
+    def __init__(self, config: Config, node: str, processes: int, threads: int) -> None:
+        self.config = config
+        self.node = node
+        self.count = processes
+        self.threads = threads
+        # "spawn": the gateway runs threads (listeners, web), which fork would copy
+        # half-way; a fresh interpreter opens its own database connections.
+        self._context = multiprocessing.get_context("spawn")
+        self.stop_event: ProcessEvent = self._context.Event()
+        self.wake_event: ProcessEvent = self._context.Event()
+        self.processes: list[BaseProcess] = []
+
+    def start(self) -> None:
+        self.processes = [self._spawn(number) for number in range(self.count)]
+        logger.info("%d worker process(es) with %d thread(s) each", self.count, self.threads)
+
+    def _spawn(self, number: int) -> BaseProcess:
+        process = self._context.Process(
+            target=run_worker_process, name=f"sealgate-worker-{number}",
+            args=(self.config, self.node, number, self.threads, os.getpid(),
+                  self.stop_event, self.wake_event),
+            daemon=True)  # never outlive a gateway that exits normally
+        process.start()
+        return process
+
+    def wake(self) -> None:
+        """New mail is queued: idle workers look at the queue now."""
+        self.wake_event.set()
+
+    def supervise(self) -> int:
+        """Start again any worker process that died; returns how many were restarted."""
+        restarted = 0
+        for number, process in enumerate(self.processes):
+            if not process.is_alive() and not self.stop_event.is_set():
+                logger.error("worker process %s ended (exit code %s): starting it again",
+                             process.name, process.exitcode)
+                self.processes[number] = self._spawn(number)
+                restarted += 1
+        return restarted
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask every worker to finish the message in hand and end; wait for them."""
+        self.stop_event.set()
+        self.wake_event.set()
+        for process in self.processes:
+            process.join(timeout)
+            if process.is_alive():  # stuck on a server that does not answer
+                logger.warning("worker process %s did not stop in %.0f s: terminating",
+                               process.name, timeout)
+                process.terminate()
+                process.join(5)
