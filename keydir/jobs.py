@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from keydir import domains, issuance, revocation
+from keydir import domains, issuance, mailbox, revocation
 from keydir.service import Directory
 
 Job = Callable[[Directory, Session, datetime], str]
@@ -35,9 +35,15 @@ def _revocation(directory: Directory, session: Session, now: datetime) -> str:
     return revocation.recheck_own(directory, session, now).summary()
 
 
+def _portal_retention(directory: Directory, session: Session, now: datetime) -> str:
+    deleted = mailbox.delete_expired(session, now)
+    return f"{deleted} portal message(s) past their retention deleted"
+
+
 JOBS: dict[str, Job] = {
     "rollover": _rollover,
     "issuance": _issuance,
     "revalidate-domains": _revalidate,
     "revocation": _revocation,
+    "portal-retention": _portal_retention,
 }
