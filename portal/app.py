@@ -1,9 +1,9 @@
 """The Flask application factory: the web side of one sealgate installation.
 
 ``create_app()`` opens the key directory the configuration names (``sealgate init`` must
-have run) and serves the public key directory and the internal CA's files; the portal,
-admin console and REST API join it here. Tests pass ``test_config`` and an open
-``directory``; production runs ``gunicorn wsgi:app``.
+have run) and serves the public key directory, the internal CA's files and the recipient
+portal (``/portal``); the admin console and REST API join it here. Tests pass
+``test_config`` and an open ``directory``; production runs ``gunicorn wsgi:app``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from limits.errors import ConfigurationError
 from keydir import web
 from keydir.config import ConfigError, load_config
 from keydir.service import Directory, open_directory
+from portal import setup
 
 SECRET_KEY_FILE = "web-secret.key"
+# Pages and assets live at the top of the repository, next to the code that uses them.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None,
@@ -35,7 +38,8 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     if directory is None:
         directory = open_directory(load_config())
     web_config = directory.config.web
-    app = Flask(__name__)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"), static_url_path="/static")
     app.config.from_mapping(
         {web.LOOKUP_LIMIT_SETTING: web_config.lookup_rate_limit},
         RATELIMIT_STORAGE_URI=web_config.rate_limit_storage,
@@ -53,6 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
 
     limiter = Limiter(get_remote_address)
     limiter.limit(web.lookup_limit)(web.keys)
+    setup.install(app, limiter, web_config.public_url)
     try:
         limiter.init_app(app)
     except ConfigurationError as exc:

@@ -1,0 +1,149 @@
+"""What every portal view needs: the directory, the clock, the signed-in account, the brand.
+
+Views read the clock here (the data layer never does) and hand ``now`` down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import abort, g, request
+from flask_login import UserMixin, current_user
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keydir import mailbox
+from keydir.mailbox_models import PortalAccount
+from keydir.models import Tenant
+from keydir.secrets import MasterKey
+from keydir.service import Directory
+from keydir.web import current_directory
+
+PRODUCT_NAME = "sealgate"
+NEUTRAL_COLOUR = "#1f4e79"
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def directory() -> Directory:
+    return current_directory()
+
+
+def master_key() -> MasterKey:
+    return current_directory().master_key
+
+
+def public_url() -> str:
+    return current_directory().config.web.public_url.rstrip("/")
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    with current_directory().transaction() as session:
+        yield session
+
+
+@dataclass
+class PortalUser(UserMixin):  # type: ignore[misc]  # Flask-Login ships no type hints
+    """The signed-in recipient, as Flask-Login carries it from request to request.
+
+    The id includes the account's session epoch: "log out everywhere" and a password
+    change bump the epoch, and every session or remember-me cookie naming the old one
+    stops loading a user.
+    """
+
+    account_id: int
+    epoch: int
+    tenant_id: int
+    address: str
+    language: str | None
+    has_totp: bool
+
+    def get_id(self) -> str:
+        return f"{self.account_id}:{self.epoch}"
+
+    @classmethod
+    def of(cls, account: PortalAccount) -> PortalUser:
+        return cls(account.id, account.session_epoch, account.tenant_id, account.address,
+                   account.language, account.totp_secret_sealed is not None)
+
+
+def load_user(user_id: str) -> PortalUser | None:
+    """Flask-Login's user loader: the account, if the id's epoch is still the current one."""
+    account_id, _, epoch = user_id.partition(":")
+    if not (account_id.isdigit() and epoch.lstrip("-").isdigit()):
+        return None
+    with transaction() as session:
+        account = session.get(PortalAccount, int(account_id))
+        if account is None or account.password_hash is None:
+            return None
+        if account.session_epoch != int(epoch):
+            return None
+        return PortalUser.of(account)
+
+
+def signed_in() -> PortalUser:
+    user = current_user._get_current_object()
+    if not isinstance(user, PortalUser):
+        abort(401)
+    return user
+
+
+def account(session: Session) -> PortalAccount:
+    """The signed-in account, attached to ``session`` for the data layer's functions."""
+    found = session.get(PortalAccount, signed_in().account_id)
+    if found is None:  # deleted since the user was loaded
+        abort(401)
+    return found
+
+
+@dataclass(frozen=True)
+class Brand:
+    name: str
+    colour: str
+    tenant_id: int | None
+    tenant_name: str  # kept in the login link when an address has accounts at several
+    default_language: str
+
+
+NEUTRAL = Brand(PRODUCT_NAME, NEUTRAL_COLOUR, None, "", "en")
+
+
+def brand_of(session: Session, tenant: Tenant) -> Brand:
+    policy = mailbox.policy(session, tenant.id)
+    colour = policy.brand_color if _COLOUR.fullmatch(policy.brand_color or "") else \
+        NEUTRAL_COLOUR
+    return Brand(policy.brand_name or tenant.display_name or tenant.name, colour.lower(),
+                 tenant.id, tenant.name, policy.default_language)
+
+
+def requested_tenant(session: Session) -> Tenant | None:
+    """Before sign-in: the tenant the link names (``?tenant=``), else the only one."""
+    name = (request.values.get("tenant") or "").strip().lower()
+    if name:
+        return session.scalar(select(Tenant).where(Tenant.name == name))
+    tenants = list(session.scalars(select(Tenant).limit(2)))
+    return tenants[0] if len(tenants) == 1 else None
+
+
+def load_brand() -> Brand:
+    """The brand for this request (signed-in: the account's tenant), kept in ``g``."""
+    if "portal_brand" in g:
+        return g.portal_brand  # type: ignore[no-any-return]
+    brand = NEUTRAL
+    with transaction() as session:
+        user = current_user._get_current_object()
+        tenant = session.get(Tenant, user.tenant_id) if isinstance(user, PortalUser) else \
+            requested_tenant(session)
+        if tenant is not None:
+            brand = brand_of(session, tenant)
+    g.portal_brand = brand
+    g.portal_default_language = brand.default_language
+    return brand

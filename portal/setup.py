@@ -1,0 +1,129 @@
+"""Puts the recipient portal into the web application: blueprints, sign-in, CSRF, languages.
+
+CSRF is checked for every POST of the portal's own blueprints (the key directory and a
+future JSON API decide for themselves); rate limits come from the application's one
+Flask-Limiter, so a shared store counts across workers.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_limiter import Limiter
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException, TooManyRequests
+
+from portal import context, i18n
+from portal.auth_views import auth
+from portal.mail_views import mail
+from portal.security import configure_cookies, install_headers
+from portal.settings_views import settings
+
+AUTH_LIMIT_SETTING = "SEALGATE_PORTAL_AUTH_LIMIT"
+# Per client IP, for sign-in, codes, registration and reset. The per-account lock (five
+# failures) stops guessing one password; this stops trying many addresses from one place.
+AUTH_LIMIT = "20 per minute;200 per hour"
+MAX_UPLOAD = 64 * 1024 * 1024  # the tenant's own (smaller) limit is checked per message
+BLUEPRINTS = (auth, mail, settings)
+
+assets = Blueprint("portal_assets", __name__, url_prefix="/portal")
+PORTAL_BLUEPRINTS = frozenset(b.name for b in (*BLUEPRINTS, assets))
+
+
+@assets.get("/brand.css")
+def brand_css() -> Response:
+    """The tenant's colour as a stylesheet: the pages' policy allows no inline style."""
+    brand = context.load_brand()
+    css = f":root{{--brand:{brand.colour}}}\n"
+    response = Response(css, mimetype="text/css")
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+def _auth_limit() -> str:
+    return str(current_app.config[AUTH_LIMIT_SETTING])
+
+
+def install(app: Flask, limiter: Limiter, public_url: str) -> None:
+    app.config.setdefault(AUTH_LIMIT_SETTING, AUTH_LIMIT)
+    app.config.setdefault("MAX_CONTENT_LENGTH", MAX_UPLOAD)
+    # Checked in the portal's own before_request below, not for every blueprint.
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    configure_cookies(app, public_url)
+    install_headers(app, public_url)
+    i18n.install(app)
+    csrf = CSRFProtect(app)
+
+    @app.before_request
+    def _portal_request() -> None:
+        if request.blueprint in PORTAL_BLUEPRINTS:
+            csrf.protect()  # only when the method is POST (WTF_CSRF_METHODS)
+            _remember_language()
+
+    logins = LoginManager(app)
+    logins.user_loader(context.load_user)
+    logins.login_view = "portal_auth.login"
+    logins.login_message = ""  # the sign-in page explains itself
+    logins.session_protection = "basic"
+
+    for blueprint in (*BLUEPRINTS, assets):
+        app.register_blueprint(blueprint)
+    for view in ("login", "code", "register", "reset_request", "reset"):
+        limiter.limit(_auth_limit, methods=["POST"])(app.view_functions[f"portal_auth.{view}"])
+    limiter.limit(_auth_limit, methods=["POST"])(
+        app.view_functions["portal_settings.password"])
+
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(TooManyRequests, _portal_errors(_too_many))
+    app.register_error_handler(404, _portal_errors(_not_found))
+    app.context_processor(_template_globals)
+
+
+def _remember_language() -> None:
+    """The signed-in account's language choice, for Flask-Babel's locale selector."""
+    if current_user.is_authenticated:
+        g.portal_language = current_user.language
+
+
+def _template_globals() -> dict[str, object]:
+    return {"languages": i18n.LANGUAGE_NAMES, "get_locale": get_locale}
+
+
+def _in_portal() -> bool:
+    return request.path == "/portal" or request.path.startswith("/portal/")
+
+
+def _portal_errors(page: object) -> object:
+    """Error pages for the portal's paths; elsewhere (key directory) the default answer."""
+
+    def handler(error: HTTPException) -> Response | HTTPException | tuple[str, int]:
+        if not _in_portal():
+            return error
+        return page(error)  # type: ignore[operator, no-any-return]
+
+    return handler
+
+
+def _problem(title: str, text: str, status: int) -> tuple[str, int]:
+    return render_template("portal/problem.html", title=title, text=text,
+                           brand=context.load_brand()), status
+
+
+def _csrf_error(error: CSRFError) -> tuple[str, int]:
+    return _problem(_("The form has expired"),
+                    _("For your security, forms are valid for a limited time. Go back, "
+                      "reload the page and try again."), 400)
+
+
+def _too_many(error: TooManyRequests) -> tuple[str, int]:
+    return _problem(_("Too many attempts"),
+                    _("Too many attempts came from your network. Please wait a few "
+                      "minutes before trying again."), 429)
+
+
+def _not_found(error: HTTPException) -> tuple[str, int]:
+    return _problem(_("Not found"),
+                    _("This page or message does not exist (any more). Messages are "
+                      "deleted after the retention period; go back to your inbox."), 404)
