@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,14 @@ MAX_AGE = timedelta(days=5)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Wake(Protocol):
+    """What an idle worker waits on: a ``threading.Event``, or a cross-process token."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def clear(self) -> None: ...
 
 
 class Worker:
@@ -52,7 +61,7 @@ class Worker:
             self.handle(message_id)
         return len(ids)
 
-    def run_forever(self, stop: threading.Event, wake: threading.Event | None = None,
+    def run_forever(self, stop: threading.Event, wake: Wake | None = None,
                     idle: float = 1.0) -> None:
         """Work until ``stop``; when idle, sleep until ``wake`` (new mail) or ``idle`` s."""
         wake = wake or threading.Event()
@@ -103,7 +112,7 @@ class Worker:
         job = pipeline.Job(direction=row.direction, mail_from=row.mail_from,
                            recipients=list(row.recipients), data=row.data,
                            tenant_id=row.tenant_id, now=now, directory=self.directory,
-                           session=session)
+                           session=session, queue_id=row.id)
         held: list[str] = []
         try:
             pipeline.run(job)
@@ -125,7 +134,8 @@ class Worker:
             enqueue(session, row.direction, row.mail_from, held, job.data, now,
                     tenant_id=row.tenant_id, parent_id=row.id, state=State.HELD,
                     actions=[f"copy of message {row.id}: encryption required, no "
-                             "certificate; waiting for the web portal"])
+                             "certificate, and the web portal could not take it (see the "
+                             "message's log); held, never sent in plaintext"])
         row.state = State.DELIVERED if not job.outputs and not held else State.SPLIT
         release(row, now)
         session.flush()

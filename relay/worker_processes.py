@@ -7,7 +7,9 @@ worker process opens the directory itself and runs a few worker threads (several
 deliveries may wait on slow servers at once); the queue in the database is what they
 share, exactly as several relay nodes share it.
 
-- New mail wakes idle workers through one cross-process event: no polling delay.
+- New mail wakes one idle worker (a cross-process semaphore, one token per queued
+  message up to the number of worker threads): no polling delay, and not every worker
+  rushing at the queue for each message (on SQLite each look is a write lock).
 - Stopping: the parent sets the stop event; every worker finishes the message in hand.
 - A parent that dies (even ``kill -9``) is noticed within a second: its workers stop
   after the message in hand, so an orphaned worker never runs on beside a restart.
@@ -23,6 +25,7 @@ import signal
 import threading
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
+from multiprocessing.synchronize import Semaphore
 
 from keydir.config import Config
 from keydir.service import open_directory
@@ -37,19 +40,45 @@ def default_process_count(configured: int) -> int:
     return configured if configured > 0 else (os.cpu_count() or 1)
 
 
+class WakeOne:
+    """What a worker thread waits on when idle: a token per queued message.
+
+    Shaped like the ``threading.Event`` that ``Worker.run_forever`` waits on, so the same
+    worker loop runs in threads and in processes.
+    """
+
+    def __init__(self, tokens: Semaphore, capacity: int) -> None:
+        self.tokens = tokens
+        self.capacity = capacity  # more tokens than waiting threads would only spin
+
+    def set(self) -> None:
+        if self.tokens.get_value() < self.capacity:
+            self.tokens.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.tokens.acquire(timeout=timeout)
+
+    def clear(self) -> None:
+        """Taking the token in ``wait`` has cleared it already."""
+
+    def wake_all(self) -> None:
+        for _ in range(self.capacity):
+            self.tokens.release()
+
+
 def _watch_parent(parent: int, stop: ProcessEvent, stopping: threading.Event,
-                  wake: ProcessEvent) -> None:
+                  wake: WakeOne) -> None:
     """Turn "the gateway asked us to stop" or "the gateway is gone" into ``stopping``."""
     while not stop.wait(PARENT_CHECK):
         if os.getppid() != parent:
             logger.warning("the gateway process %s is gone: stopping", parent)
             break
     stopping.set()
-    wake.set()  # the worker threads wait on it: let them see ``stopping`` now
+    wake.wake_all()  # the worker threads wait on it: let them see ``stopping`` now
 
 
 def run_worker_process(config: Config, node: str, number: int, threads: int, parent: int,
-                       stop: ProcessEvent, wake: ProcessEvent) -> None:
+                       stop: ProcessEvent, wake: WakeOne) -> None:
     """A worker process's life: open the directory, work until told to stop or orphaned."""
     # Ctrl-C reaches the whole process group; the gateway decides when workers stop,
     # so that it can close the listeners first.
@@ -82,7 +111,7 @@ class WorkerProcesses:
         # half-way; a fresh interpreter opens its own database connections.
         self._context = multiprocessing.get_context("spawn")
         self.stop_event: ProcessEvent = self._context.Event()
-        self.wake_event: ProcessEvent = self._context.Event()
+        self.wake_one = WakeOne(self._context.Semaphore(0), processes * threads)
         self.processes: list[BaseProcess] = []
 
     def start(self) -> None:
@@ -93,14 +122,14 @@ class WorkerProcesses:
         process = self._context.Process(
             target=run_worker_process, name=f"sealgate-worker-{number}",
             args=(self.config, self.node, number, self.threads, os.getpid(),
-                  self.stop_event, self.wake_event),
+                  self.stop_event, self.wake_one),
             daemon=True)  # never outlive a gateway that exits normally
         process.start()
         return process
 
     def wake(self) -> None:
-        """New mail is queued: idle workers look at the queue now."""
-        self.wake_event.set()
+        """New mail is queued: an idle worker looks at the queue now."""
+        self.wake_one.set()
 
     def supervise(self) -> int:
         """Start again any worker process that died; returns how many were restarted."""
@@ -116,7 +145,7 @@ class WorkerProcesses:
     def stop(self, timeout: float = 30.0) -> None:
         """Ask every worker to finish the message in hand and end; wait for them."""
         self.stop_event.set()
-        self.wake_event.set()
+        self.wake_one.wake_all()
         for process in self.processes:
             process.join(timeout)
             if process.is_alive():  # stuck on a server that does not answer

@@ -36,6 +36,8 @@ def serve_command(context: Context, workers: int | None) -> None:
     from sealgate.serve import Gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # aiosmtpd logs every SMTP command at INFO: costly at hundreds of messages a second.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     directory = context.initialise(now_utc())  # first start on a fresh machine: set up
     relay = directory.config.relay
     gateway = Gateway(directory, workers=workers or default_process_count(relay.worker_processes),

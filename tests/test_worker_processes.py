@@ -17,7 +17,7 @@ from keydir import tenancy
 from keydir.service import Directory, initialise
 from relay.models import Direction, QueuedMessage, State
 from relay.queue import enqueue
-from relay.worker_processes import WorkerProcesses, default_process_count
+from relay.worker_processes import WakeOne, WorkerProcesses, default_process_count
 from tests.keydir_fixtures import both_databases, make_config
 from tests.smtp_sink import SinkServer
 
@@ -159,3 +159,17 @@ def test_workers_of_a_killed_gateway_stop_instead_of_running_on(gateway_director
 def test_process_count_defaults_to_one_per_cpu():
     assert default_process_count(0) == (os.cpu_count() or 1)
     assert default_process_count(3) == 3
+
+
+def test_new_mail_wakes_one_idle_worker_not_all():
+    import multiprocessing
+
+    wake = WakeOne(multiprocessing.get_context("spawn").Semaphore(0), capacity=2)
+    assert not wake.wait(0.01)  # nothing queued: an idle worker sleeps
+    for _ in range(5):  # a burst of mail while every worker is busy
+        wake.set()
+    # Tokens stop at the number of worker threads: the burst wakes each worker once,
+    # it does not make them look at an empty queue five times.
+    assert [wake.wait(0.01) for _ in range(3)] == [True, True, False]
+    wake.wake_all()  # stopping: every thread gets up
+    assert [wake.wait(0.01) for _ in range(2)] == [True, True]
