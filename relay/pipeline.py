@@ -3,7 +3,7 @@
 A reader can list what happens to a message::
 
     OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef",
-                "non_participant", "certificate", "sign", "encrypt")
+                "non_participant", "certificate", "sign", "encrypt", "portal")
     INBOUND = ("strip_result_headers", "acme_challenge", "unwrap", "deliver_to_next_hop")
 
 Each step's ``process(job)`` reads and changes the ``Job``. ``Stop`` ends the pipeline
@@ -25,11 +25,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import smime
-from keydir import acme_mail, certificates, issuance, revocation
+from keydir import acme_mail, certificates, issuance, mailbox, revocation
+from keydir.errors import Refused
 from keydir.models import User
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, participant
 from keydir.trust import anchors_for
+from relay.dsn import build_dsn
 from relay.models import Direction, EncryptionRule
 from smime import mime
 
@@ -71,6 +73,9 @@ class Job:
     sender: User | None = None
     flags: set[str] = field(default_factory=set)
     forced: set[str] = field(default_factory=set)  # recipients that must get encryption
+    portal: list[str] = field(default_factory=list)  # forced, but no certificate known
+    content: bytes = b""  # the message as written (tags removed), before signing
+    queue_id: int | None = None  # the queue row being processed
     actions: list[str] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
 
@@ -210,6 +215,7 @@ class SignStep:
         if credential is None:
             job.log("no signing key: sent unsigned")
             return
+        job.content = job.data
         job.data = smime.sign(job.data, credential, signing_time=job.now)
         job.log(f"signed by {job.sender.address} (serial {credential.cert.serial_number:x})")
 
@@ -269,10 +275,66 @@ class EncryptStep:
             job.outputs.append(Output(plain, job.data, "outbound"))
             job.log(f"sent {'signed' if 'nosign' not in job.flags else 'as is'} without "
                     f"encryption to {', '.join(plain)} (no certificate known)")
-        if forced:
-            job.log(f"encryption required but no certificate for {', '.join(forced)}: held "
-                    "for the web portal; never sent in plaintext")
-            raise Hold(forced)
+        job.portal = forced  # the next step, "portal", takes them
+
+
+class PortalStep:
+    """Encryption required, no certificate: the mail waits in the web portal.
+
+    The copy is deposited in the same transaction as the rest of this message's
+    processing, so it is either in the portal with its notifications queued, or nothing
+    happened. The portal keeps the message as written (before the signature: the reader
+    sees it in the browser, where an S/MIME signature part would only be noise).
+    Fallbacks, never plaintext: too large for the portal → a DSN to the sender saying so
+    (holding it would only delay the same answer); any other refusal → held in the queue.
+    """
+
+    def process(self, job: Job) -> None:
+        if not job.portal:
+            return
+        recipients = ", ".join(job.portal)
+        if job.tenant_id is None:
+            job.log(f"encryption required for {recipients}, no certificate and no tenant for "
+                    "the web portal: held; never sent in plaintext")
+            raise Hold(job.portal)
+        try:
+            notices = mailbox.deposit(
+                job.session, job.directory.master_key, tenant_id=job.tenant_id,
+                mail_from=job.mail_from, recipients=job.portal,
+                data=job.content or job.data, now=job.now,
+                public_url=job.directory.config.web.public_url.rstrip("/"),
+                origin_queue_id=job.queue_id)
+        except mailbox.TooLarge as exc:
+            self._bounce(job, f"552 5.3.4 encryption is required and no certificate is "
+                              f"known, and {exc}")
+            job.log(f"too large for the web portal ({exc}): returned to the sender for "
+                    f"{recipients}; never sent in plaintext")
+            return
+        except (mailbox.PortalError, Refused) as exc:
+            job.log(f"encryption required for {recipients} but the web portal refused the "
+                    f"message ({exc}): held; never sent in plaintext")
+            raise Hold(job.portal) from None
+        job.log(f"handed to the web portal for {recipients}")
+        for notice in notices:
+            if notice.internal:  # to the sender: back to the organisation's own server
+                for recipient in notice.recipients:
+                    job.outputs.append(Output(
+                        [recipient], notice.data, f"next-hop:{domain_of(recipient.lower())}",
+                        mail_from=notice.mail_from, direction=Direction.INBOUND))
+            else:
+                job.outputs.append(Output(notice.recipients, notice.data, "outbound",
+                                          mail_from=notice.mail_from,
+                                          direction=Direction.OUTBOUND))
+        job.log(f"{len(notices)} portal notice(s) queued")
+
+    def _bounce(self, job: Job, reason: str) -> None:
+        if not job.mail_from:
+            return  # never bounce a bounce (RFC 5321 §4.5.5)
+        report = build_dsn(job.data, job.mail_from, dict.fromkeys(job.portal, reason),
+                           job.now, authserv_id(job.directory))
+        job.outputs.append(Output([job.mail_from], report,
+                                  f"next-hop:{domain_of(job.mail_from.lower())}",
+                                  mail_from="", direction=Direction.INBOUND))
 
 
 # --- inbound ----------------------------------------------------------------------------
@@ -403,6 +465,7 @@ STEPS = {
     "certificate": CertificateStep(),
     "sign": SignStep(),
     "encrypt": EncryptStep(),
+    "portal": PortalStep(),
     "strip_result_headers": StripResultHeadersStep(),
     "acme_challenge": AcmeChallengeStep(),
     "unwrap": UnwrapStep(),
@@ -410,7 +473,7 @@ STEPS = {
 }
 
 OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef", "non_participant",
-            "certificate", "sign", "encrypt")
+            "certificate", "sign", "encrypt", "portal")
 INBOUND = ("strip_result_headers", "acme_challenge", "unwrap", "deliver_to_next_hop")
 
 

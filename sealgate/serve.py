@@ -24,6 +24,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from keydir import jobs
 from keydir.config import host_port
 from keydir.service import Directory
+from relay.portal_outbox import submit_outgoing
 from relay.queue import release_node
 from relay.smtp import InboundHandler, OutboundHandler
 from relay.tls import server_context
@@ -32,6 +33,7 @@ from relay.worker_processes import WorkerProcesses
 logger = logging.getLogger("sealgate.serve")
 SIZE_LIMIT = 50 * 1024 * 1024  # announced with SIZE (RFC 1870)
 JOB_INTERVAL = timedelta(hours=1)
+PORTAL_OUTBOX_INTERVAL = 2.0  # seconds between looks for replies written in the portal
 SUPERVISE_INTERVAL = 2.0  # seconds between checks that every worker process lives
 
 
@@ -72,6 +74,7 @@ class Gateway:
             self.controllers.append(controller)
             logger.info("SMTP %s listening on %s", type(handler).__name__, listen)
         self._thread("scheduler", self._schedule)
+        self._thread("portal-outbox", self._portal_outbox)
         self._thread("supervisor", self._supervise)
         if self.app_factory is not None:
             host, port = host_port(self.directory.config.web.listen, 8080)
@@ -101,6 +104,15 @@ class Gateway:
         while not self.stop_event.wait(SUPERVISE_INTERVAL):
             if self.pool is not None:
                 self.pool.supervise()
+
+    def _portal_outbox(self) -> None:
+        """Replies written in the portal go to the organisation's server via the queue."""
+        while not self.stop_event.wait(PORTAL_OUTBOX_INTERVAL):
+            try:
+                if submit_outgoing(self.directory, datetime.now(UTC)) and self.pool:
+                    self.pool.wake()
+            except Exception:  # e.g. the database is away for a moment: try again soon
+                logger.exception("portal outbox failed")
 
     def stop(self) -> None:
         for controller in self.controllers:
