@@ -14,6 +14,9 @@ Rules kept here, whoever calls:
 - Nothing here reads the clock or the configuration: ``now``, the master key and the
   portal's public URL are passed in, so tests and ``jobs run --now`` see exact times.
 
+The errors (keydir.mailbox_errors) and password rules (keydir.portal_passwords) are part
+of this interface and importable from here.
+
 Callers own the transaction. ``authenticate`` records a failure before it raises: the
 caller commits the session even then, or the lockout never counts.
 """
@@ -32,8 +35,6 @@ from email.parser import BytesParser
 from typing import Any
 
 import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography import x509
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session
@@ -42,8 +43,23 @@ import smime
 from keydir import certificates, portal_notice
 from keydir.errors import Refused
 from keydir.events import record
+from keydir.mailbox_errors import (
+    AccountLocked,
+    CertificateRefused,
+    CodeInvalid,
+    LoginFailed,
+    NotFound,
+    PortalError,
+    RecipientNotAllowed,
+    SenderPasswordRequired,
+    TokenExpired,
+    TokenInvalid,
+    TooLarge,
+)
+from keydir.mailbox_errors import WeakPassword as WeakPassword  # re-exported: our interface
 from keydir.mailbox_models import (
     LANGUAGES,
+    REGISTRATION_MODES,
     MiB,
     PortalAccount,
     PortalMessage,
@@ -51,6 +67,14 @@ from keydir.mailbox_models import (
     PortalToken,
 )
 from keydir.models import Certificate, CertificateKind, Domain, Tenant
+from keydir.portal_passwords import (
+    canonical_sender_password,
+    check_password,
+    hash_password,
+    needs_rehash,
+    new_sender_password,
+    verify_password,
+)
 from keydir.secrets import MasterKey
 from keydir.tenancy import domain_of, normalise_address
 from keydir.trust import anchors_for
@@ -62,18 +86,6 @@ LOCK_AFTER = 5  # failures in a row
 LOCK_FIRST = timedelta(minutes=15)  # doubled with every further round of failures
 LOCK_MAX = timedelta(hours=24)
 KEEP_EXPIRED_TOKENS = timedelta(days=30)  # so an old link still says "expired"
-MIN_PASSWORD = 10
-MAX_PASSWORD = 1024
-
-# OWASP's argon2id baseline (19 MiB, 2 passes): strong enough against offline guessing,
-# cheap enough that 50 people signing in at once do not exhaust a small web node.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-_DUMMY_HASH = _hasher.hash("an account that does not exist")
-
-# Readable one-time passwords for "sender-password" registration, read out by phone:
-# 16 characters without look-alikes (0/O, 1/I/L), 80 bits.
-_SENDER_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-_SENDER_LENGTH = 16
 
 POLICY_DEFAULTS: dict[str, Any] = {
     "default_language": "en", "registration": "link", "notify_shows_sender": True,
@@ -81,73 +93,6 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "stay_signed_in_days": 30, "sender_receipts": True, "brand_name": "",
     "brand_color": "#1f4e79",
 }
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-class PortalError(Exception):
-    """The portal cannot do this as asked; the message says why and what to do."""
-
-
-class NotFound(PortalError):
-    def __init__(self, what: str = "this message does not exist (any more) for your "
-                                   "account: it may have expired; go back to your inbox") -> None:
-        super().__init__(what)
-
-
-class LoginFailed(PortalError):
-    def __init__(self) -> None:
-        super().__init__("the e-mail address or the password is not right: check both, or "
-                         "reset your password")
-
-
-class AccountLocked(PortalError):
-    def __init__(self, until: datetime) -> None:
-        super().__init__(f"too many failed sign-ins: this account is locked until "
-                         f"{until:%Y-%m-%d %H:%M} UTC; try again then, or reset your password")
-        self.until = until
-
-
-class TokenInvalid(PortalError):
-    pass
-
-
-class TokenExpired(PortalError):
-    pass
-
-
-class WeakPassword(PortalError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class SenderPasswordRequired(PortalError):
-    """Registration in "sender-password" mode needs the one-time password from the sender."""
-
-
-class CodeInvalid(PortalError):
-    """A TOTP code that does not match (now, or 30 seconds either side)."""
-
-
-class RecipientNotAllowed(PortalError):
-    pass
-
-
-class TooLarge(PortalError):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the message is {_mib(size)} but the secure portal accepts at most "
-                         f"{_mib(limit)} per message: send it in smaller parts")
-        self.size, self.limit = size, limit
-
-
-class CertificateRefused(PortalError):
-    """An uploaded certificate that cannot be used to encrypt to this account."""
-
-
-def _mib(size: int) -> str:
-    return f"{size / MiB:.1f} MB"
 
 
 # --- results ---------------------------------------------------------------------------
@@ -243,6 +188,39 @@ def policy(session: Session, tenant_id: int) -> PortalPolicy:
     return row
 
 
+def set_policy(session: Session, tenant_id: int, **changes: Any) -> PortalPolicy:
+    """Change a tenant's portal policy (admin console, API); every value is checked."""
+    rules = policy(session, tenant_id)
+    for name, value in changes.items():
+        if name not in POLICY_DEFAULTS:
+            raise PortalError(f"unknown portal setting {name!r}: use one of "
+                              f"{', '.join(POLICY_DEFAULTS)}")
+        problem = _policy_problem(name, value)
+        if problem:
+            raise PortalError(f"{name}: {problem}")
+        setattr(rules, name, value)
+    return rules
+
+
+def _policy_problem(name: str, value: Any) -> str:
+    expected = type(POLICY_DEFAULTS[name])
+    if type(value) is not expected:
+        return f"expected a {expected.__name__}, not {value!r}"
+    if name == "default_language" and value not in LANGUAGES:
+        return f"choose one of {', '.join(LANGUAGES)}"
+    if name == "registration" and value not in REGISTRATION_MODES:
+        return f"choose one of {', '.join(REGISTRATION_MODES)}"
+    if name in ("retention_days", "stay_signed_in_days") and not 1 <= value <= 3650:
+        return "between 1 and 3650 days"
+    if name == "max_message_bytes" and not 1024 <= value <= 1024 * MiB:
+        return "between 1 KB and 1 GB"
+    if name == "brand_color" and portal_notice.safe_color(value) != value:
+        return "a colour like #1f4e79"
+    if name == "brand_name" and len(value) > 200:
+        return "at most 200 characters"
+    return ""
+
+
 def branding(session: Session, tenant_id: int) -> portal_notice.Branding:
     rules = policy(session, tenant_id)
     tenant = session.get(Tenant, tenant_id)
@@ -318,17 +296,6 @@ def _issue_token(session: Session, account: PortalAccount, purpose: str, now: da
     return token
 
 
-def _sender_password() -> str:
-    raw = "".join(secrets.choice(_SENDER_ALPHABET) for _ in range(_SENDER_LENGTH))
-    return "-".join(raw[i:i + 4] for i in range(0, _SENDER_LENGTH, 4))
-
-
-def _canonical_sender_password(text: str) -> str:
-    """As read out by phone: case, spaces and dashes do not matter."""
-    raw = "".join(c for c in text.upper() if c.isalnum())
-    return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
-
-
 def _token(session: Session, token: str, purpose: str, now: datetime) -> PortalToken:
     row = session.scalar(select(PortalToken).where(
         PortalToken.token_hash == _hash_token(token.strip()), PortalToken.purpose == purpose))
@@ -369,55 +336,6 @@ def _use_tokens(session: Session, account: PortalAccount, purposes: Sequence[str
         row.used_at = now
 
 
-# --- passwords -------------------------------------------------------------------------
-
-# The passwords tried first in every guessing attack (and their obvious variants below).
-COMMON_PASSWORDS = frozenset((
-    "123456789012", "1234567890", "0123456789", "1q2w3e4r5t", "1qaz2wsx3edc", "qwertzuiop",
-    "qwertyuiop", "asdfghjkl", "asdfghjklö", "password", "passwort", "motdepasse", "password1",
-    "password12", "password123", "password1234", "passwort1", "passwort123", "iloveyou",
-    "iloveyou1", "sunshine", "princess", "football", "baseball", "welcome", "welcome1",
-    "welcome123", "willkommen", "bienvenue", "benvenuto", "letmein", "letmein123", "trustno1",
-    "dragon", "monkey", "master", "shadow", "superman", "michael", "qwerty123", "qwerty1234",
-    "abc123456", "abcdefghij", "abcdefgh123", "zaq12wsx", "changeme", "changeme123",
-    "secret123", "geheim123", "hallo12345", "sommer2024", "winter2024", "sommer2025",
-    "winter2025", "sommer2026", "winter2026", "summer2025", "summer2026", "azertyuiop",
-    "azerty123", "soleil123", "ciaociao123", "juventus123", "fussball123", "hallo123456"
-))
-
-
-def check_password(password: str, address: str) -> None:
-    """Raise ``WeakPassword`` with what to change; simple rules people can follow."""
-    if len(password) < MIN_PASSWORD:
-        raise WeakPassword(f"use at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise WeakPassword(f"use at most {MAX_PASSWORD} characters")
-    folded = password.casefold()
-    local = address.casefold().partition("@")[0]
-    if address.casefold() in folded or (len(local) >= 4 and local in folded):
-        raise WeakPassword("do not use your e-mail address in the password")
-    if folded in COMMON_PASSWORDS or folded.rstrip("0123456789!.?") in COMMON_PASSWORDS:
-        raise WeakPassword("this is one of the most common passwords: choose another")
-    if len(set(folded)) < 5:
-        raise WeakPassword("use more different characters")
-    classes = sum(any(test(c) for c in password) for test in (
-        str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum()))
-    if classes < 2 and len(password) < 16:
-        raise WeakPassword("mix letters with digits or symbols, or use a longer passphrase "
-                           "of 16 characters or more")
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def _verify_password(stored: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
-
-
 def set_password(session: Session, account: PortalAccount, password: str,
                  now: datetime) -> None:
     """A new password (strength checked); every other session is signed out."""
@@ -439,7 +357,7 @@ def authenticate(session: Session, address: str, password: str, now: datetime,
     try:
         address = normalise_address(address)
     except Refused:
-        _verify_password(None, password)  # same work, same time, as for a real account
+        verify_password(None, password)  # same work, same time, as for a real account
         raise LoginFailed() from None
     query = select(PortalAccount).where(PortalAccount.address == address,
                                         PortalAccount.password_hash.is_not(None))
@@ -447,12 +365,12 @@ def authenticate(session: Session, address: str, password: str, now: datetime,
         query = query.where(PortalAccount.tenant_id == tenant_id)
     accounts = list(session.scalars(query))
     if len(accounts) != 1:
-        _verify_password(None, password)
+        verify_password(None, password)
         raise LoginFailed()
     account = accounts[0]
     if account.locked_until is not None and account.locked_until > now:
         raise AccountLocked(account.locked_until)
-    if not _verify_password(account.password_hash, password):
+    if not verify_password(account.password_hash, password):
         account.failed_logins += 1
         if account.failed_logins % LOCK_AFTER == 0:
             rounds = account.failed_logins // LOCK_AFTER
@@ -462,7 +380,7 @@ def authenticate(session: Session, address: str, password: str, now: datetime,
             raise AccountLocked(account.locked_until)
         raise LoginFailed()
     assert account.password_hash is not None
-    if _hasher.check_needs_rehash(account.password_hash):
+    if needs_rehash(account.password_hash):
         account.password_hash = hash_password(password)
     account.failed_logins, account.locked_until, account.last_login_at = 0, None, now
     return account
@@ -492,7 +410,7 @@ def _check_sender_password(session: Session, account: PortalAccount, given: str,
                                      "phone or in person)")
     row = session.scalar(select(PortalToken).where(
         PortalToken.account_id == account.id, PortalToken.purpose == "sender-password",
-        PortalToken.token_hash == _hash_token(_canonical_sender_password(given)),
+        PortalToken.token_hash == _hash_token(canonical_sender_password(given)),
         PortalToken.used_at.is_(None), PortalToken.expires_at > now))
     if row is None:
         raise SenderPasswordRequired("this one-time password is not right (or has expired): "
@@ -675,7 +593,7 @@ def deposit(session: Session, master_key: MasterKey, *, tenant_id: int, mail_fro
             token = _issue_token(session, account, "register", now, REGISTER_VALIDITY)
             link = f"{public_url}/portal/register/{token}"
             if rules.registration == "sender-password":
-                passwords[address] = _sender_password()
+                passwords[address] = new_sender_password()
                 _issue_token(session, account, "sender-password", now, REGISTER_VALIDITY,
                              token=passwords[address])
         notices.append(Notice(sender, [address], portal_notice.render(
@@ -789,6 +707,13 @@ def allowed_recipients(session: Session, account: PortalAccount) -> list[str]:
     return list(seen)
 
 
+def safe_filename(name: str) -> str:
+    """The last path component, without control characters: never a path on any system."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip().lstrip(".")
+    return name[:200] or "attachment"
+
+
 def compose(session: Session, master_key: MasterKey, account: PortalAccount, *,
             to: Sequence[str], cc: Sequence[str], subject: str, body_text: str,
             attachments: Sequence[tuple[str, str, bytes]], in_reply_to: str | None,
@@ -833,11 +758,11 @@ def compose(session: Session, master_key: MasterKey, account: PortalAccount, *,
                                                            headers.message_id)))
     message.set_content(body_text, charset="utf-8")
     for filename, content_type, content in attachments:
-        maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
-        if not subtype:
+        maintype, _, subtype = (content_type or "").lower().partition("/")
+        if not maintype.isascii() or not maintype.isalpha() or not subtype:
             maintype, subtype = "application", "octet-stream"
         message.add_attachment(content, maintype=maintype, subtype=subtype,
-                               filename=filename)
+                               filename=safe_filename(filename))
     data = message.as_bytes()
     rules = policy(session, account.tenant_id)
     if len(data) > rules.max_message_bytes:

@@ -51,7 +51,7 @@ def catalogue(language: str) -> dict[str, dict[str, str]]:
         return tomllib.load(handle)
 
 
-def _safe_color(color: str) -> str:
+def safe_color(color: str) -> str:
     """Only a plain hex colour goes into the HTML's style attributes."""
     text = color.strip()
     if len(text) in (4, 7) and text.startswith("#") and all(
@@ -67,7 +67,7 @@ def render(kind: str, language: str, *, branding: Branding, from_address: str,
         language = FALLBACK_LANGUAGE
     words = catalogue(language)
     values = {"t": words[kind], "common": words["common"], "brand": branding.name,
-              "color": _safe_color(branding.color), "language": language, **context}
+              "color": safe_color(branding.color), "language": language, **context}
     text = _environment(False).get_template(f"{kind}.txt").render(values)
     html = _environment(True).get_template(f"{kind}.html").render(values)
     subject = " ".join(_environment(False).get_template(f"{kind}.subject").render(values).split())

@@ -405,3 +405,41 @@ def test_uploaded_certificate_is_validated_and_then_used(directory, tenant_id, p
         chosen = certificates.select_for_encryption(session, tenant_id, "eve@partner.example",
                                                     NOW)
         assert chosen is not None and chosen.row_id == row.id
+
+
+def test_one_copy_and_one_notification_per_recipient(directory, tenant_id):
+    notices = deposit(directory, tenant_id, to=("eve@partner.example", "EVE@partner.example",
+                                                "frank@other.example"))
+    *notifications, to_sender = notices
+    assert [n.recipients for n in notifications] == [["eve@partner.example"],
+                                                     ["frank@other.example"]]
+    assert len({link(n, "register") for n in notifications}) == 2
+    plain = texts(to_sender)[0]
+    assert "eve@partner.example" in plain and "frank@other.example" in plain
+    with directory.transaction() as session:
+        assert session.query(PortalMessage).count() == 2
+        assert len({m.public_id for m in session.query(PortalMessage)}) == 2
+
+
+def test_policy_changes_are_checked(directory, tenant_id):
+    with directory.transaction() as session:
+        rules = mailbox.set_policy(session, tenant_id, default_language="it",
+                                   registration="sender-password", retention_days=30,
+                                   brand_color="#aa0000")
+        assert (rules.default_language, rules.retention_days) == ("it", 30)
+        for bad, says in (({"default_language": "es"}, "de, en, fr, it"),
+                          ({"registration": "open"}, "link, sender-password"),
+                          ({"retention_days": 0}, "between 1 and 3650"),
+                          ({"retention_days": "90"}, "expected a int"),
+                          ({"brand_color": "red;background:url(x)"}, "#1f4e79"),
+                          ({"colour": "#fff"}, "unknown portal setting")):
+            with pytest.raises(mailbox.PortalError, match=re.escape(says)):
+                mailbox.set_policy(session, tenant_id, **bad)
+
+
+@pytest.mark.parametrize(("given", "safe"), [
+    ("report.pdf", "report.pdf"), ("../../etc/passwd", "passwd"),
+    ("C:\\Users\\eve\\plan.xlsx", "plan.xlsx"), ("..\x00hidden", "hidden"), ("", "attachment"),
+])
+def test_attachment_names_are_never_paths(given, safe):
+    assert mailbox.safe_filename(given) == safe
