@@ -70,10 +70,12 @@ def install(app: Flask, limiter: Limiter, public_url: str) -> None:
 
     for blueprint in (*BLUEPRINTS, assets):
         app.register_blueprint(blueprint)
-    for view in ("login", "code", "register", "reset_request", "reset"):
-        limiter.limit(_auth_limit, methods=["POST"])(app.view_functions[f"portal_auth.{view}"])
-    limiter.limit(_auth_limit, methods=["POST"])(
-        app.view_functions["portal_settings.password"])
+    # The limiter checks inside the wrapper it returns: that wrapper must be the view.
+    for endpoint in (*(f"portal_auth.{view}" for view in
+                       ("login", "code", "register", "reset_request", "reset")),
+                     "portal_settings.password"):
+        app.view_functions[endpoint] = limiter.limit(_auth_limit, methods=["POST"])(
+            app.view_functions[endpoint])
 
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(TooManyRequests, _portal_errors(_too_many))
