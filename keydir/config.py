@@ -48,6 +48,9 @@ class RelaySection:
     # process uses one core) and threads in each (deliveries waiting on slow servers).
     worker_processes: int = 0
     worker_threads: int = 2
+    # How long the listeners remember a client's connector and a sender domain's
+    # verification (changes made through this gateway apply at once; 0: never remember).
+    lookup_cache_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@
 - Inbound (MX role): only for recipients in hosted domains.
 - ``250`` only after the message row is committed; storage trouble answers ``451`` so
   the sending server keeps the message and tries again.
+- The authorisation answers that let mail in are remembered for a few seconds
+  (``relay.lookup_cache``: changes made in this process take effect at once), and the
+  tenant found when the envelope was checked goes into the queue row: a message costs
+  one database transaction, its insert, instead of three.
 
 No cryptography happens inside the SMTP session: the pipeline workers do that.
 """
@@ -26,8 +30,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, is_verified
 from relay import connectors
+from relay.lookup_cache import GENERATION, LookupCache
 from relay.models import Direction
-from relay.queue import enqueue
+from relay.queue import enqueue_received
 
 log = logging.getLogger("sealgate.relay.smtp")
 
@@ -50,22 +55,17 @@ class _QueueingHandler:
         self.directory = directory
         self.clock = clock
         self.on_queued = on_queued  # wakes idle workers at once: no polling delay
+        self.cache = LookupCache(directory.config.relay.lookup_cache_seconds)
 
     def _store(self, envelope: Envelope, client: str) -> int:
-        now = self.clock()
-        tenant_id = None
-        with self.directory.transaction() as session:
-            address = (envelope.mail_from if self.direction is Direction.OUTBOUND
-                       else envelope.rcpt_tos[0])
-            domain = find_domain(session, domain_of(address.lower()))
-            if domain is not None:
-                tenant_id = domain.tenant_id
-            data = envelope.original_content or envelope.content or b""
-            assert isinstance(data, bytes)
-            row = enqueue(session, self.direction, envelope.mail_from or "",
-                          envelope.rcpt_tos, data, now, tenant_id=tenant_id, client=client,
-                          actions=[f"received from {client}"])
-            return row.id
+        data = envelope.original_content or envelope.content or b""
+        assert isinstance(data, bytes)
+        with self.directory.engine.begin() as connection:  # committed before the 250
+            return enqueue_received(
+                connection, self.direction, envelope.mail_from or "", envelope.rcpt_tos,
+                data, self.clock(), client=client,
+                # The tenant of the checked sender (outbound) or first recipient (inbound).
+                tenant_id=getattr(envelope, "sealgate_tenant", None))
 
     async def handle_DATA(self, server: SMTP, session: Session,
                           envelope: Envelope) -> str:
@@ -79,6 +79,19 @@ class _QueueingHandler:
         if self.on_queued is not None:
             self.on_queued()
         return f"250 2.0.0 Queued as {queue_id}"
+
+    async def _domain(self, address: str) -> tuple[bool, bool, int | None]:
+        """(hosted, verified, tenant) of the address's domain; remembered when both."""
+        key = ("domain", domain_of(address.lower()))
+        found = self.cache.get(key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        generation = GENERATION.value
+        answer = await asyncio.get_running_loop().run_in_executor(
+            None, self._hosted_and_verified, address)
+        if answer[0] and answer[1]:
+            self.cache.put(key, answer, generation)
+        return answer
 
     def _hosted_and_verified(self, address: str) -> tuple[bool, bool, int | None]:
         now = self.clock()
@@ -140,12 +153,25 @@ class OutboundHandler(_QueueingHandler):
             return "allowlist", None, False
         return "none", None, False
 
+    async def _bind(self, session: Session) -> tuple[str, int | None, bool]:
+        """``_binding``, remembered per client address unless it is a refusal."""
+        if getattr(session, "sealgate_connector", None) is not None:
+            return self._binding(session)  # bound by SMTP AUTH: no database needed
+        key = ("client", str(session.peer[0]))
+        found = self.cache.get(key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        generation = GENERATION.value
+        answer = await asyncio.get_running_loop().run_in_executor(None, self._binding,
+                                                                  session)
+        if answer[0] != "none":
+            self.cache.put(key, answer, generation)
+        return answer
+
     async def handle_MAIL(self, server: SMTP, session: Session,
                           envelope: Envelope, address: str, mail_options: list[str]) -> str:
-        loop = asyncio.get_running_loop()
         try:
-            kind, tenant_id, require_tls = await loop.run_in_executor(None, self._binding,
-                                                                      session)
+            kind, tenant_id, require_tls = await self._bind(session)
         except (SQLAlchemyError, OSError):
             return "451 4.3.0 The directory is not available right now, please try again"
         if kind == "none":
@@ -157,8 +183,7 @@ class OutboundHandler(_QueueingHandler):
         if not address:
             return "550 5.7.1 Outbound mail needs a sender address (no bounces through here)"
         try:
-            hosted, verified, domain_tenant = await loop.run_in_executor(
-                None, self._hosted_and_verified, address)
+            hosted, verified, domain_tenant = await self._domain(address)
         except (SQLAlchemyError, OSError):
             return "451 4.3.0 The directory is not available right now, please try again"
         if not hosted:
@@ -173,6 +198,7 @@ class OutboundHandler(_QueueingHandler):
                     "publish its DNS TXT record and run 'sealgate domain verify'")
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        envelope.sealgate_tenant = domain_tenant  # type: ignore[attr-defined]
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session,
@@ -189,21 +215,18 @@ class InboundHandler(_QueueingHandler):
 
     async def handle_RCPT(self, server: SMTP, session: Session,
                           envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
-        loop = asyncio.get_running_loop()
         try:
-            hosted, _, tenant_id = await loop.run_in_executor(
-                None, self._hosted_and_verified, address)
+            hosted, _, tenant_id = await self._domain(address)
         except (SQLAlchemyError, OSError):
             return "451 4.3.0 The directory is not available right now, please try again"
         if not hosted:
             return f"550 5.7.1 Relay access denied: {domain_of(address)} is not hosted here"
         if envelope.rcpt_tos:
-            first = envelope.rcpt_tos[0]
-            _, _, first_tenant = await loop.run_in_executor(None, self._hosted_and_verified,
-                                                            first)
-            if first_tenant != tenant_id:
-                # One message per organisation: the sender splits it, as RFC 5321 allows.
+            # One message per organisation: the sender splits it, as RFC 5321 allows.
+            if getattr(envelope, "sealgate_tenant", None) != tenant_id:
                 return "452 4.5.3 Too many recipients: send to each organisation separately"
+        else:
+            envelope.sealgate_tenant = tenant_id  # type: ignore[attr-defined]
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient OK"
