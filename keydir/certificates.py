@@ -18,8 +18,8 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, or_, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 import smime
 from keydir.errors import NotFound, Refused
@@ -208,14 +208,49 @@ def list_certificates(session: Session, tenant_id: int | None = None,
 
 
 def current_own(session: Session, address: str, now: datetime) -> Certificate | None:
-    """The certificate a participating user signs with now: the newest valid own one."""
-    return session.scalar(
+    """The certificate a participating user signs with now: the newest valid own one.
+
+    Asked twice for every outgoing message (is there one? then: sign with it), so the
+    answer is kept for the rest of the session's transaction, and forgotten as soon as any
+    certificate in the session changes (issued, rolled over, revoked). Only a found
+    certificate is kept: one issued later in the same transaction is then found anew.
+    """
+    address = normalise_address(address)
+    remembered: dict[tuple[str, datetime], Certificate] = session.info.setdefault(
+        _CURRENT_OWN, {})
+    found = remembered.get((address, now))
+    if found is not None and not _certificates_changing(session):
+        return found
+    row = session.scalar(
         select(Certificate).where(
             Certificate.kind == CertificateKind.OWN,
-            Certificate.address == normalise_address(address),
+            Certificate.address == address,
             Certificate.revoked_at.is_(None),
             Certificate.not_before <= now, Certificate.not_after > now,
         ).order_by(Certificate.not_before.desc(), Certificate.id.desc()).limit(1))
+    if row is not None:
+        remembered[(address, now)] = row
+    return row
+
+
+_CURRENT_OWN = "sealgate.current_own"
+
+
+def _certificates_changing(session: Session) -> bool:
+    return any(isinstance(instance, Certificate)
+               for instance in (*session.new, *session.dirty, *session.deleted))
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_after_certificate_change(session: Session, _flush: object) -> None:
+    if _CURRENT_OWN in session.info and _certificates_changing(session):
+        session.info.pop(_CURRENT_OWN)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_current_own(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction: the next may differ
+        session.info.pop(_CURRENT_OWN, None)
 
 
 def require_own(session: Session, address: str, now: datetime) -> Certificate:

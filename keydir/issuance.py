@@ -223,7 +223,7 @@ def signing_credential(directory: Directory, session: Session, address: str,
                        now: datetime) -> smime.Credential | None:
     """What signs for this user now: the newest valid certificate and its key."""
     row = certificates.current_own(session, address, now)
-    if row is None or row.key is None:
+    if row is None or row.key_id is None:  # the id: the key row is read only to unseal it
         return None
     return _credential(directory, row, with_chain=True)
 

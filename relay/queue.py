@@ -26,11 +26,13 @@ WORKABLE = (State.QUEUED, State.READY, State.DEFERRED)
 def enqueue(session: Session, direction: Direction, mail_from: str, recipients: Sequence[str],
             data: bytes, now: datetime, *, tenant_id: int | None = None, client: str = "",
             parent_id: int | None = None, state: State = State.QUEUED, route: str = "",
-            actions: Sequence[str] = ()) -> QueuedMessage:
+            actions: Sequence[str] = (), claimed_by: str = "") -> QueuedMessage:
+    """A new queue row; ``claimed_by`` leases it at once (a worker's own copies)."""
     row = QueuedMessage(
         direction=direction, tenant_id=tenant_id, parent_id=parent_id, mail_from=mail_from,
         recipients=list(recipients), data=data, size=len(data), client=client, state=state,
-        attempts=0, next_attempt_at=now, claimed_by="", claimed_until=None, last_error="",
+        attempts=0, next_attempt_at=now, claimed_by=claimed_by,
+        claimed_until=now + LEASE if claimed_by else None, last_error="",
         actions=list(actions), route=route, created_at=now, updated_at=now)
     session.add(row)
     session.flush()

@@ -23,7 +23,7 @@ from keydir.tenancy import domain_of, find_domain
 from relay import delivery, pipeline
 from relay.dsn import build_dsn
 from relay.models import Direction, QueuedMessage, State
-from relay.queue import LEASE, WORKABLE, claim, defer, enqueue, log, release
+from relay.queue import WORKABLE, claim, defer, enqueue, log, release
 
 logger = logging.getLogger("sealgate.relay.worker")
 Clock = Callable[[], datetime]
@@ -78,21 +78,31 @@ class Worker:
         self.connections.close()
 
     def handle(self, message_id: int) -> None:
-        copies: list[int] = []
-        try:
-            with self.directory.transaction() as session:
-                row = session.get(QueuedMessage, message_id)
-                if row is None or row.claimed_by != self.name or row.state not in WORKABLE:
-                    return  # not ours, or done already: never send a message twice
-                if row.state is State.QUEUED:
-                    copies = self._process(session, row)
-                else:
-                    self._deliver(session, row)
-        except Exception as exc:  # a bug, not a mail problem: park the message, keep it
-            logger.exception("message %s parked", message_id)
-            self._park(message_id, exc)
-        for copy_id in copies:  # leased to us already: deliver now, no second queue scan
-            self.handle(copy_id)
+        # One session for the message and its copies: the copies, made and leased to us
+        # in the first transaction, are delivered from memory, each in a transaction of
+        # its own, without being read back.
+        with self.directory.sessions() as session:
+            copies: list[QueuedMessage] = []
+            try:
+                with session.begin():
+                    row = session.get(QueuedMessage, message_id)
+                    if row is None or row.claimed_by != self.name or row.state not in WORKABLE:
+                        return  # not ours, or done already: never send a message twice
+                    if row.state is State.QUEUED:
+                        copies = self._process(session, row)
+                    else:
+                        self._deliver(session, row)
+            except Exception as exc:  # a bug, not a mail problem: park the message, keep it
+                logger.exception("message %s parked", message_id)
+                self._park(message_id, exc)
+            for copy in copies:
+                copy_id = copy.id
+                try:
+                    with session.begin():
+                        self._deliver(session, copy)
+                except Exception as exc:
+                    logger.exception("message %s parked", copy_id)
+                    self._park(copy_id, exc)
 
     def _park(self, message_id: int, exc: BaseException) -> None:
         with self.directory.transaction() as session:
@@ -106,8 +116,8 @@ class Worker:
 
     # --- pipeline ---------------------------------------------------------------------
 
-    def _process(self, session: Session, row: QueuedMessage) -> list[int]:
-        """Run the pipeline; returns the ids of the ready copies, leased to this worker."""
+    def _process(self, session: Session, row: QueuedMessage) -> list[QueuedMessage]:
+        """Run the pipeline; returns the ready copies, leased to this worker."""
         now = self.clock()
         job = pipeline.Job(direction=row.direction, mail_from=row.mail_from,
                            recipients=list(row.recipients), data=row.data,
@@ -120,6 +130,9 @@ class Worker:
             held = hold.recipients
         for action in job.actions:
             log(row, action)
+        # The original's new state and the copies, leased to us, go out in one flush.
+        row.state = State.DELIVERED if not job.outputs and not held else State.SPLIT
+        release(row, now)
         copies: list[QueuedMessage] = []
         for output in job.outputs:
             for route, recipients in self._routes(session, output):
@@ -127,8 +140,8 @@ class Worker:
                                row.mail_from if output.mail_from is None else output.mail_from,
                                recipients, output.data, now,
                                tenant_id=row.tenant_id, parent_id=row.id, state=State.READY,
-                               route=route, actions=[f"copy of message {row.id}"])
-                copy.claimed_by, copy.claimed_until = self.name, now + LEASE
+                               route=route, actions=[f"copy of message {row.id}"],
+                               claimed_by=self.name)
                 copies.append(copy)
         if held:
             enqueue(session, row.direction, row.mail_from, held, job.data, now,
@@ -136,10 +149,8 @@ class Worker:
                     actions=[f"copy of message {row.id}: encryption required, no "
                              "certificate, and the web portal could not take it (see the "
                              "message's log); held, never sent in plaintext"])
-        row.state = State.DELIVERED if not job.outputs and not held else State.SPLIT
-        release(row, now)
         session.flush()
-        return [copy.id for copy in copies]
+        return copies
 
     def _routes(self, session: Session, output: pipeline.Output) -> list[tuple[str, list[str]]]:
         """Split an output by where it goes: smarthost, each domain's MX, or a next hop."""
