@@ -59,8 +59,9 @@ def queue_retry(context: Context, message_id: int) -> None:
         row = _get(session, message_id)
         if row.state is State.HELD:
             raise click.ClickException(
-                f"message {message_id} is held because encryption is required and no "
-                "certificate is known; it is released by the web portal, not by a retry")
+                f"message {message_id} is held: encryption is required, no certificate is "
+                "known and the web portal could not take it (its log says why); a retry "
+                "would send it in plaintext, so tell the sender and delete it")
         if row.state in (State.DELIVERED, State.SPLIT):
             raise click.ClickException(f"message {message_id} is {row.state.value}: "
                                        "nothing to retry")
