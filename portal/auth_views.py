@@ -168,6 +168,9 @@ def _link_account(token: str, purpose: str) -> tuple[bool, mailbox.PortalError |
         tenant = db.get(Tenant, account.tenant_id)
         if tenant is not None:
             g.portal_brand = context.brand_of(db, tenant)
+            g.portal_default_language = g.portal_brand.default_language
+        if account.language:  # chosen before (a reset link): the pages speak it too
+            g.portal_language = account.language
         return purpose == "register" and mailbox.needs_sender_password(db, account), None
 
 

@@ -61,6 +61,9 @@ def install(app: Flask, limiter: Limiter, public_url: str) -> None:
         if request.blueprint in PORTAL_BLUEPRINTS:
             csrf.protect()  # only when the method is POST (WTF_CSRF_METHODS)
             _remember_language()
+            # Before any form is built: Flask-WTF settles the request's language then,
+            # and the tenant's default language comes with the brand.
+            context.load_brand()
 
     logins = LoginManager(app)
     logins.user_loader(context.load_user)

@@ -1,0 +1,85 @@
+"""The portal's languages: complete catalogues, and the choice of language per request."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+
+from keydir import mailbox
+from portal.i18n import LANGUAGES
+from tests.portal_helpers import BOB, link, mail, make_app, make_portal, post_form, register
+
+ROOT = Path(__file__).resolve().parents[1]
+TRANSLATIONS = ROOT / "portal" / "translations"
+
+
+def _catalogue(language: str):
+    with (TRANSLATIONS / language / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        return read_po(handle)
+
+
+def _current_template(tmp_path: Path):
+    """The messages the code and templates use now (extracted afresh)."""
+    target = tmp_path / "messages.pot"
+    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract",
+                    "-F", "portal/babel.cfg", "-k", "_l", "-o", str(target),
+                    "portal", "templates/portal"], cwd=ROOT, check=True,
+                   capture_output=True)
+    with target.open("rb") as handle:
+        return read_po(handle)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_catalogue_translates_every_message_in_use(language, tmp_path):
+    used = {message.id for message in _current_template(tmp_path) if message.id}
+    catalogue = _catalogue(language)
+    translated = {message.id for message in catalogue if message.id and message.string
+                  and not message.fuzzy}
+    assert used - translated == set(), f"untranslated in {language}"
+    for message in catalogue:  # placeholders survive translation
+        if message.id and message.string:
+            for name in ("%(brand)s", "%(address)s", "%(time)s", "%(query)s", "%(size)s",
+                         "%(limit)s", "%(reason)s", "%(detail)s", "%(date)s"):
+                assert (name in message.id) == (name in message.string), message.id
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_compiled_catalogue_matches_the_po_file(language):
+    with (TRANSLATIONS / language / "LC_MESSAGES" / "messages.mo").open("rb") as handle:
+        compiled = {m.id: m.string for m in read_mo(handle) if m.id}
+    source = {m.id: m.string for m in _catalogue(language) if m.id and m.string}
+    assert compiled == source, "run: pybabel compile -d portal/translations"
+
+
+@pytest.fixture
+def portal(directory):
+    return make_portal(directory)
+
+
+def test_language_from_browser_then_account_then_tenant(portal, directory):
+    client = make_app(directory).test_client()
+    german = {"Accept-Language": "de-CH,de;q=0.9,en;q=0.5"}
+    assert "Anmelden" in client.get("/portal/login", headers=german).get_data(as_text=True)
+    french = {"Accept-Language": "fr-CH"}
+    assert "Se connecter" in client.get("/portal/login", headers=french).get_data(
+        as_text=True)
+    # No usable browser language: the tenant's default.
+    with directory.transaction() as session:
+        mailbox.policy(session, portal.tenant_id).default_language = "it"
+    assert "Accedi" in client.get("/portal/login", headers={"Accept-Language": "ja"}).get_data(
+        as_text=True)
+
+    (notice, *_) = portal.deposit(mail(), [BOB])
+    register(client, link(notice.data, "register"))
+    # The account's own choice wins over the browser's.
+    response = post_form(client, "/portal/settings/language", {"language": "de"},
+                         page="/portal/settings")
+    assert response.status_code == 302
+    english = {"Accept-Language": "en-GB"}
+    page = client.get("/portal/inbox", headers=english).get_data(as_text=True)
+    assert "Posteingang" in page and '<html lang="de">' in page
