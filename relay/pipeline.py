@@ -285,8 +285,10 @@ class PortalStep:
     processing, so it is either in the portal with its notifications queued, or nothing
     happened. The portal keeps the message as written (before the signature: the reader
     sees it in the browser, where an S/MIME signature part would only be noise).
-    Fallbacks, never plaintext: too large for the portal → a DSN to the sender saying so
-    (holding it would only delay the same answer); any other refusal → held in the queue.
+    Fallbacks, never plaintext: when the portal refuses the message (too large, an
+    address it cannot keep an account for) the sender gets a DSN saying why: the refusal
+    would be the same tomorrow, so holding would only delay the answer. Only a message
+    without a tenant (no portal to put it in: a configuration problem) is held.
     """
 
     def process(self, job: Job) -> None:
@@ -311,9 +313,12 @@ class PortalStep:
                     f"{recipients}; never sent in plaintext")
             return
         except (mailbox.PortalError, Refused) as exc:
+            # Refusals are about this message or address: waiting would not change them.
+            self._bounce(job, f"550 5.7.1 encryption is required and no certificate is "
+                              f"known, and the secure web portal refused the message: {exc}")
             job.log(f"encryption required for {recipients} but the web portal refused the "
-                    f"message ({exc}): held; never sent in plaintext")
-            raise Hold(job.portal) from None
+                    f"message ({exc}): returned to the sender; never sent in plaintext")
+            return
         job.log(f"handed to the web portal for {recipients}")
         for notice in notices:
             if notice.internal:  # to the sender: back to the organisation's own server

@@ -61,7 +61,7 @@ def queue_retry(context: Context, message_id: int) -> None:
             raise click.ClickException(
                 f"message {message_id} is held: encryption is required, no certificate is "
                 "known and the web portal could not take it (its log says why); a retry "
-                "would send it in plaintext, so tell the sender and delete it")
+                "would send it in plaintext, so tell the sender, then delete it")
         if row.state in (State.DELIVERED, State.SPLIT):
             raise click.ClickException(f"message {message_id} is {row.state.value}: "
                                        "nothing to retry")

@@ -149,14 +149,26 @@ def test_too_large_for_the_portal_returns_to_the_sender(gateway):
         assert session.query(PortalMessage).count() == 0
 
 
-def test_unusable_recipient_address_is_held_not_sent(gateway):
+def test_address_the_portal_refuses_returns_to_the_sender(gateway):
     gateway.send_out(forced(to="eve@intranet"), to=("eve@intranet",))
     gateway.work()
     assert gateway.internet.messages == []
-    held = [r for r in gateway.rows() if r.state is State.HELD]
-    assert [r.recipients for r in held] == [["eve@intranet"]]
+    (dsn,) = gateway.mailserver.messages
+    assert dsn.recipients == ["alice@example.com"] and b"5.7.1" in dsn.data
+    assert b"not an e-mail address" in dsn.data
+    assert State.HELD not in [r.state for r in gateway.rows()]
     original = next(r for r in gateway.rows() if r.parent_id is None)
     assert any("web portal refused" in action for action in original.actions)
+
+
+def test_without_a_tenant_the_message_is_held(gateway):
+    job = pipeline.Job(direction=Direction.OUTBOUND, mail_from="alice@example.com",
+                       recipients=["eve@partner.example"], data=forced(), tenant_id=None,
+                       now=gateway.now, directory=gateway.directory, session=None,
+                       portal=["eve@partner.example"])
+    with pytest.raises(pipeline.Hold) as held:
+        pipeline.PortalStep().process(job)
+    assert held.value.recipients == ["eve@partner.example"] and job.outputs == []
 
 
 @pytest.mark.peer
