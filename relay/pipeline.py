@@ -29,7 +29,7 @@ from keydir import acme_mail, certificates, issuance, mailbox, revocation
 from keydir.errors import Refused
 from keydir.models import User
 from keydir.service import Directory
-from keydir.tenancy import domain_of, find_domain, participant
+from keydir.tenancy import domain_of, find_domain, normalise_address, participant
 from keydir.trust import anchors_for
 from relay.dsn import build_dsn
 from relay.models import Direction, EncryptionRule
@@ -294,32 +294,38 @@ class PortalStep:
     def process(self, job: Job) -> None:
         if not job.portal:
             return
-        recipients = ", ".join(job.portal)
         if job.tenant_id is None:
-            job.log(f"encryption required for {recipients}, no certificate and no tenant for "
-                    "the web portal: held; never sent in plaintext")
+            job.log(f"encryption required for {', '.join(job.portal)}, no certificate and no "
+                    "tenant for the web portal: held; never sent in plaintext")
             raise Hold(job.portal)
-        try:
-            notices = mailbox.deposit(
-                job.session, job.directory.master_key, tenant_id=job.tenant_id,
-                mail_from=job.mail_from, recipients=job.portal,
-                data=job.content or job.data, now=job.now,
-                public_url=job.directory.config.web.public_url.rstrip("/"),
-                origin_queue_id=job.queue_id)
-        except mailbox.TooLarge as exc:
-            self._bounce(job, f"552 5.3.4 encryption is required and no certificate is "
-                              f"known, and {exc}")
-            job.log(f"too large for the web portal ({exc}): returned to the sender for "
-                    f"{recipients}; never sent in plaintext")
-            return
-        except (mailbox.PortalError, Refused) as exc:
-            # Refusals are about this message or address: waiting would not change them.
-            self._bounce(job, f"550 5.7.1 encryption is required and no certificate is "
-                              f"known, and the secure web portal refused the message: {exc}")
-            job.log(f"encryption required for {recipients} but the web portal refused the "
-                    f"message ({exc}): returned to the sender; never sent in plaintext")
-            return
-        job.log(f"handed to the web portal for {recipients}")
+        refused: dict[str, str] = {}
+        for recipient in job.portal:
+            try:
+                normalise_address(recipient)
+            except Refused as exc:
+                refused[recipient] = f"550 5.1.3 {_NO_CERTIFICATE}, and {exc}"
+        accepted = [r for r in job.portal if r not in refused]
+        if accepted:
+            try:
+                notices = mailbox.deposit(
+                    job.session, job.directory.master_key, tenant_id=job.tenant_id,
+                    mail_from=job.mail_from, recipients=accepted,
+                    data=job.content or job.data, now=job.now,
+                    public_url=job.directory.config.web.public_url.rstrip("/"),
+                    origin_queue_id=job.queue_id)
+            except mailbox.TooLarge as exc:
+                refused.update(dict.fromkeys(accepted, f"552 5.3.4 {_NO_CERTIFICATE}, and {exc}"))
+            except mailbox.PortalError as exc:
+                refused.update(dict.fromkeys(
+                    accepted, f"550 5.7.1 {_NO_CERTIFICATE}, and the secure web portal "
+                              f"refused the message: {exc}"))
+            else:
+                self._notify(job, accepted, notices)
+        if refused:
+            self._return_to_sender(job, refused)
+
+    def _notify(self, job: Job, recipients: list[str], notices: list[mailbox.Notice]) -> None:
+        job.log(f"handed to the web portal for {', '.join(recipients)}")
         for notice in notices:
             if notice.internal:  # to the sender: back to the organisation's own server
                 for recipient in notice.recipients:
@@ -332,14 +338,24 @@ class PortalStep:
                                           direction=Direction.OUTBOUND))
         job.log(f"{len(notices)} portal notice(s) queued")
 
-    def _bounce(self, job: Job, reason: str) -> None:
-        if not job.mail_from:
-            return  # never bounce a bounce (RFC 5321 §4.5.5)
-        report = build_dsn(job.data, job.mail_from, dict.fromkeys(job.portal, reason),
-                           job.now, authserv_id(job.directory))
+    def _return_to_sender(self, job: Job, failures: dict[str, str]) -> None:
+        """A DSN saying why; held instead when there is nobody to tell (null sender)."""
+        recipients = ", ".join(failures)
+        reasons = "; ".join(sorted(set(failures.values())))
+        if not job.mail_from:  # never bounce a bounce (RFC 5321 §4.5.5), never drop it
+            job.log(f"the web portal could not take it for {recipients} ({reasons}): held; "
+                    "never sent in plaintext")
+            raise Hold(list(failures))
+        report = build_dsn(job.data, job.mail_from, failures, job.now,
+                           authserv_id(job.directory))
         job.outputs.append(Output([job.mail_from], report,
                                   f"next-hop:{domain_of(job.mail_from.lower())}",
                                   mail_from="", direction=Direction.INBOUND))
+        job.log(f"the web portal could not take it for {recipients} ({reasons}): returned "
+                "to the sender; never sent in plaintext")
+
+
+_NO_CERTIFICATE = "encryption is required and no certificate is known"
 
 
 # --- inbound ----------------------------------------------------------------------------

@@ -150,15 +150,22 @@ def test_too_large_for_the_portal_returns_to_the_sender(gateway):
 
 
 def test_address_the_portal_refuses_returns_to_the_sender(gateway):
-    gateway.send_out(forced(to="eve@intranet"), to=("eve@intranet",))
+    gateway.send_out(forced(to="eve@partner.example, bad@intranet"),
+                     to=("eve@partner.example", "bad@intranet"))
     gateway.work()
-    assert gateway.internet.messages == []
-    (dsn,) = gateway.mailserver.messages
-    assert dsn.recipients == ["alice@example.com"] and b"5.7.1" in dsn.data
-    assert b"not an e-mail address" in dsn.data
+    # The good recipient gets the portal; only the unusable address comes back.
+    (notification,) = gateway.internet.messages
+    assert notification.recipients == ["eve@partner.example"]
+    dsn = next(m for m in gateway.mailserver.messages if b"multipart/report" in m.data)
+    assert dsn.recipients == ["alice@example.com"]
+    assert b"Final-Recipient: rfc822; bad@intranet" in dsn.data
+    assert b"eve@partner.example" not in dsn.data.split(b"text/rfc822-headers")[0]
+    assert b"5.1.3" in dsn.data and b"not an e-mail address" in dsn.data
     assert State.HELD not in [r.state for r in gateway.rows()]
     original = next(r for r in gateway.rows() if r.parent_id is None)
-    assert any("web portal refused" in action for action in original.actions)
+    log = " | ".join(original.actions)
+    assert "handed to the web portal for eve@partner.example" in log
+    assert "could not take it for bad@intranet" in log
 
 
 def test_without_a_tenant_the_message_is_held(gateway):
@@ -197,3 +204,16 @@ def test_after_uploading_a_certificate_mail_is_encrypted_instead(gateway, pki, t
 
 def test_pipeline_lists_the_portal_step_after_encryption():
     assert pipeline.OUTBOUND[-2:] == ("encrypt", "portal")
+
+
+def test_nobody_to_tell_means_held_not_dropped(gateway):
+    with gateway.directory.transaction() as session:
+        job = pipeline.Job(direction=Direction.OUTBOUND, mail_from="",
+                           recipients=["bad@intranet"], data=forced(),
+                           tenant_id=tenant_id(gateway), now=gateway.now,
+                           directory=gateway.directory, session=session,
+                           portal=["bad@intranet"])
+        with pytest.raises(pipeline.Hold) as held:
+            pipeline.PortalStep().process(job)
+    assert held.value.recipients == ["bad@intranet"] and job.outputs == []
+    assert "held; never sent in plaintext" in job.actions[-1]
