@@ -15,6 +15,7 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp
 
 from portal.i18n import LANGUAGE_NAMES, LANGUAGES
@@ -67,8 +68,8 @@ class ResetRequestForm(FlaskForm):
 
 
 class LanguageForm(FlaskForm):
-    language = SelectField(_l("Language"),
-                           choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
+    language = SelectField(_l("Language"), choices=[
+        SelectChoice(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
     submit = SubmitField(_l("Save language"))
 
 
