@@ -18,7 +18,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import event, or_, select
+from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 import smime
@@ -155,6 +155,20 @@ class Selection:
     row_id: int
 
 
+# Built once with placeholders: asked for every recipient of every outgoing message, and
+# building a statement costs more than running it.
+_FOR_ENCRYPTION = select(Certificate).where(
+    Certificate.tenant_id == bindparam("tenant_id"),
+    Certificate.revoked_at.is_(None),
+    Certificate.not_before <= bindparam("now"), Certificate.not_after >= bindparam("now"),
+    or_(
+        (Certificate.kind.in_(PERSONAL)) & (Certificate.address == bindparam("address")),
+        (Certificate.kind == CertificateKind.PARTNER_DOMAIN)
+        & (Certificate.domain == bindparam("domain")),
+    ),
+)
+
+
 def select_for_encryption(session: Session, tenant_id: int, address: str, now: datetime,
                           revocation: RevocationCheck | None = None) -> Selection | None:
     """The best certificate to encrypt to ``address``, or None (see module docstring)."""
@@ -162,18 +176,9 @@ def select_for_encryption(session: Session, tenant_id: int, address: str, now: d
         address = normalise_address(address)
     except Refused:
         return None
-    rows = session.scalars(
-        select(Certificate).where(
-            Certificate.tenant_id == tenant_id,
-            Certificate.revoked_at.is_(None),
-            Certificate.not_before <= now, Certificate.not_after >= now,
-            or_(
-                (Certificate.kind.in_(PERSONAL)) & (Certificate.address == address),
-                (Certificate.kind == CertificateKind.PARTNER_DOMAIN)
-                & (Certificate.domain == domain_of(address)),
-            ),
-        )
-    ).all()
+    rows = session.scalars(_FOR_ENCRYPTION, {
+        "tenant_id": tenant_id, "now": now, "address": address,
+        "domain": domain_of(address)}).all()
     # Personal before domain certificates; among equals the newest wins.
     rows = sorted(rows, key=lambda r: (r.kind in PERSONAL, r.not_before, r.id), reverse=True)
     for row in rows:
@@ -221,19 +226,19 @@ def current_own(session: Session, address: str, now: datetime) -> Certificate | 
     found = remembered.get((address, now))
     if found is not None and not _certificates_changing(session):
         return found
-    row = session.scalar(
-        select(Certificate).where(
-            Certificate.kind == CertificateKind.OWN,
-            Certificate.address == address,
-            Certificate.revoked_at.is_(None),
-            Certificate.not_before <= now, Certificate.not_after > now,
-        ).order_by(Certificate.not_before.desc(), Certificate.id.desc()).limit(1))
+    row = session.scalar(_CURRENT_OWN_QUERY, {"address": address, "now": now})
     if row is not None:
         remembered[(address, now)] = row
     return row
 
 
 _CURRENT_OWN = "sealgate.current_own"
+_CURRENT_OWN_QUERY = select(Certificate).where(
+    Certificate.kind == CertificateKind.OWN,
+    Certificate.address == bindparam("address"),
+    Certificate.revoked_at.is_(None),
+    Certificate.not_before <= bindparam("now"), Certificate.not_after > bindparam("now"),
+).order_by(Certificate.not_before.desc(), Certificate.id.desc()).limit(1)
 
 
 def _certificates_changing(session: Session) -> bool:

@@ -11,7 +11,7 @@ import os
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from keydir.errors import Conflict, NotFound, Refused
@@ -158,14 +158,18 @@ def get_user(session: Session, address: str) -> User:
     return user
 
 
+# Built once (asked for every outgoing message; building costs more than running it).
+_PARTICIPANT = select(User).where(User.address == bindparam("address"),
+                                  User.participating.is_(True))
+
+
 def participant(session: Session, address: str) -> User | None:
     """The participating user with this address, if there is one."""
     try:
         address = normalise_address(address)
     except Refused:
         return None
-    return session.scalar(select(User).where(User.address == address,
-                                             User.participating.is_(True)))
+    return session.scalar(_PARTICIPANT, {"address": address})
 
 
 def list_users(session: Session, tenant: Tenant | None = None,

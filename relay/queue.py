@@ -39,6 +39,10 @@ def enqueue(session: Session, direction: Direction, mail_from: str, recipients: 
     return row
 
 
+# Built once: executed with new values each time, its compiled form is reused as is.
+_INSERT_RECEIVED = insert(QueuedMessage.__table__).returning(QueuedMessage.__table__.c.id)
+
+
 def enqueue_received(connection: Connection, direction: Direction, mail_from: str,
                      recipients: Sequence[str], data: bytes, now: datetime, *,
                      tenant_id: int | None, client: str) -> int:
@@ -47,13 +51,14 @@ def enqueue_received(connection: Connection, direction: Direction, mail_from: st
     The listeners' hot path: a plain statement on a connection, without the ORM's unit
     of work (which costs more than the insert itself). The caller commits, then answers.
     """
-    return connection.execute(insert(QueuedMessage).values(
-        direction=direction, tenant_id=tenant_id, parent_id=None, mail_from=mail_from,
-        recipients=list(recipients), data=data, size=len(data), client=client,
-        state=State.QUEUED, attempts=0, next_attempt_at=now, claimed_by="",
-        claimed_until=None, last_error="", actions=[f"received from {client}"], route="",
-        created_at=now, updated_at=now,
-    ).returning(QueuedMessage.id)).scalar_one()
+    return connection.execute(_INSERT_RECEIVED, {
+        "direction": direction, "tenant_id": tenant_id, "parent_id": None,
+        "mail_from": mail_from, "recipients": list(recipients), "data": data,
+        "size": len(data), "client": client, "state": State.QUEUED, "attempts": 0,
+        "next_attempt_at": now, "claimed_by": "", "claimed_until": None, "last_error": "",
+        "actions": [f"received from {client}"], "route": "", "created_at": now,
+        "updated_at": now,
+    }).scalar_one()
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
