@@ -364,12 +364,20 @@ _RESULTS = re.compile(rb"^Authentication-Results:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*\
                       re.IGNORECASE | re.MULTILINE)
 
 
+_PORTAL_MARKER = re.compile(rb"^X-Sealgate-Portal:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*\r\n",
+                            re.IGNORECASE | re.MULTILINE)
+
+
 def authserv_id(directory: Directory) -> str:
     return urlparse(directory.config.web.public_url).hostname or "sealgate"
 
 
 class StripResultHeadersStep:
-    """Results claiming to be ours were forged upstream: remove them (RFC 8601 §5)."""
+    """Results claiming to be ours were forged upstream: remove them (RFC 8601 §5).
+
+    So is a portal marker from the internet: only replies written in our web portal
+    carry it, and those reach the queue without passing this pipeline.
+    """
 
     def process(self, job: Job) -> None:
         ours = authserv_id(job.directory).encode().lower()
@@ -381,9 +389,12 @@ class StripResultHeadersStep:
             if value.startswith(ours):
                 head = head.replace(match.group(0), b"", 1)
                 removed += 1
+        head, markers = _PORTAL_MARKER.subn(b"", head)
+        removed += markers
         if removed:
             job.data = head[:-2] + separator + body
-            job.log(f"removed {removed} forged Authentication-Results header(s)")
+            job.log(f"removed {removed} forged Authentication-Results/X-Sealgate-Portal "
+                    "header(s)")
 
 
 class AcmeChallengeStep:

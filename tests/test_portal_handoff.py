@@ -217,3 +217,13 @@ def test_nobody_to_tell_means_held_not_dropped(gateway):
             pipeline.PortalStep().process(job)
     assert held.value.recipients == ["bad@intranet"] and job.outputs == []
     assert "held; never sent in plaintext" in job.actions[-1]
+
+
+def test_a_portal_marker_from_the_internet_is_removed(gateway):
+    spoofed = message(sender="mallory@partner.example", to="alice@example.com",
+                      extra=b"X-Sealgate-Portal: sent via the secure web portal\r\n")
+    gateway.send_in(spoofed, mail_from="mallory@partner.example")
+    gateway.work()
+    (delivered,) = gateway.mailserver.messages
+    assert b"X-Sealgate-Portal" not in delivered.data
+    assert b"Hello Bob" in delivered.data
