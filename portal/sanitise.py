@@ -117,6 +117,29 @@ def _drop_contents(tokens: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]
             yield token
 
 
+def _drop_empty_images(tokens: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """An image whose source was held back shows its alternative text instead of a gap."""
+    for token in tokens:
+        if token.get("type") in ("StartTag", "EmptyTag") and token.get("name") == "img":
+            attributes = token.get("data", {})
+            if (None, "src") not in attributes:
+                alt = str(attributes.get((None, "alt"), "")).strip()
+                if alt:
+                    yield {"type": "Characters", "data": f"[{alt}]"}
+                continue
+        yield token
+
+
+class _ImageFilter:
+    """bleach runs its filters on the sanitised token stream."""
+
+    def __init__(self, source: Iterable[dict[str, Any]]) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return _drop_empty_images(self.source)
+
+
 def sanitise(html: str, *, show_images: bool) -> SanitisedHtml:
     """The mail's HTML with only formatting left; remote images only if ``show_images``."""
     blocked = 0
@@ -131,7 +154,7 @@ def sanitise(html: str, *, show_images: bool) -> SanitisedHtml:
         return name in COMMON_ATTRIBUTES or name in TAG_ATTRIBUTES.get(tag, frozenset())
 
     cleaner = Cleaner(tags=ALLOWED_TAGS, attributes=allow, protocols=LINK_PROTOCOLS,
-                      strip=True, strip_comments=True,
+                      strip=True, strip_comments=True, filters=[_ImageFilter],
                       css_sanitizer=_StrictCSS(allowed_css_properties=CSS_PROPERTIES))
     # bleach's parser turns tags it does not allow into text while parsing; it must see
     # the dropped ones as elements so that _drop_contents can take them out whole.

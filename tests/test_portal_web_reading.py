@@ -99,3 +99,9 @@ def test_reader_finds_text_html_and_attachments():
     assert b"inner text" in forwarded
     assert download_type("text/html") == "application/octet-stream"
     assert download_type("application/pdf") == "application/pdf"
+
+
+def test_held_back_image_shows_its_alternative_text_escaped():
+    clean = sanitise('<p>Hi<img src="https://a.example/logo.png" alt="<b>Logo</b>"></p>',
+                     show_images=False).html
+    assert clean == "<p>Hi[&lt;b&gt;Logo&lt;/b&gt;]</p>"
