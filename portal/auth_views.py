@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from keydir import mailbox
 from keydir.mailbox_models import PortalAccount
 from keydir.models import Tenant
-from portal import context, notices
+from portal import context, i18n, notices
 from portal.forms import ActionForm, CodeForm, LoginForm, RegisterForm, ResetRequestForm
 
 auth = Blueprint("portal_auth", __name__, url_prefix="/portal")
@@ -124,6 +124,16 @@ def code() -> str | Response:
         flash(_("That code is not right. Check the time on your phone and try again."),
               "error")
     return render_template("portal/code.html", form=form, brand=context.load_brand())
+
+
+@auth.get("/language/<code>")
+def language(code: str) -> Response:
+    """The footer's language links (before sign-in; afterwards the account's choice
+    counts, see Settings). Only the display language changes, so a plain link will do."""
+    if code in i18n.LANGUAGES:
+        session[i18n.SESSION_KEY] = code
+    return redirect(safe_next(request.args.get("next")) if request.args.get("next")
+                    else url_for("portal_auth.login"))
 
 
 @auth.post("/logout")

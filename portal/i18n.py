@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, g, request, session
 from flask_babel import Babel
 
 LANGUAGES = ("en", "de", "fr", "it")
@@ -16,13 +16,17 @@ LANGUAGE_NAMES = {"en": "English", "de": "Deutsch", "fr": "Français", "it": "It
 TRANSLATIONS = Path(__file__).parent / "translations"
 
 
+SESSION_KEY = "portal_language"  # picked in the footer before signing in
+
+
 def select_locale() -> str:
     """Flask-Babel asks this once per request.
 
     Views set ``g.portal_language`` (the signed-in account's choice) and
-    ``g.portal_default_language`` (the tenant's default) before rendering.
+    ``g.portal_default_language`` (the tenant's default) before rendering; a visitor
+    who is not signed in may pick one in the footer (kept in the session).
     """
-    chosen = getattr(g, "portal_language", None)
+    chosen = getattr(g, "portal_language", None) or session.get(SESSION_KEY)
     if chosen in LANGUAGES:
         return str(chosen)
     browser = request.accept_languages.best_match(LANGUAGES)

@@ -83,3 +83,20 @@ def test_language_from_browser_then_account_then_tenant(portal, directory):
     english = {"Accept-Language": "en-GB"}
     page = client.get("/portal/inbox", headers=english).get_data(as_text=True)
     assert "Posteingang" in page and '<html lang="de">' in page
+
+
+def test_visitor_picks_a_language_in_the_footer(portal, directory):
+    client = make_app(directory).test_client()
+    english = {"Accept-Language": "en-GB"}
+    page = client.get("/portal/reset", headers=english).get_data(as_text=True)
+    assert 'hreflang="it"' in page and "Italiano" in page
+    response = client.get("/portal/language/it?next=/portal/reset", headers=english)
+    assert response.status_code == 302 and response.location.endswith("/portal/reset")
+    assert "Reimposti la password" in client.get("/portal/reset", headers=english).get_data(
+        as_text=True)
+    # Only the portal's own pages are followed: no open redirect.
+    elsewhere = client.get("/portal/language/de?next=https://evil.example/")
+    assert elsewhere.location.endswith("/portal/inbox") or \
+        elsewhere.location.endswith("/portal/login")
+    assert "evil.example" not in elsewhere.location
+    assert client.get("/portal/language/xx").status_code == 302
