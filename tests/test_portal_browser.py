@@ -166,6 +166,9 @@ def _shoot(page: Page, folder: Path, name: str, language: str) -> None:
 def test_every_page_in_english_and_german(gateway, portal_url, browser, screenshots,
                                           language, locale, texts):
     recipient = f"bob.{language}@partner.example"
+    with gateway.directory.transaction() as session:
+        rules = mailbox.policy(session, tenancy.get_tenant(session, "acme").id)
+        rules.brand_name, rules.brand_color = "ACME Corp", "#0f5c4d"
     gateway.send_out(_forced("Quarterly numbers", to=recipient), to=(recipient,))
     gateway.send_out(mail(subject="[encrypt] Board meeting agenda", to=recipient,
                           body="Agenda attached.\n"), to=(recipient,))
@@ -186,6 +189,9 @@ def test_every_page_in_english_and_german(gateway, portal_url, browser, screensh
     page.goto(portal_url + "/portal/login")
     expect(page.get_by_role("heading", name="Sign in" if language == "en" else "Anmelden"))\
         .to_be_visible()
+    expect(page.locator(".brand")).to_contain_text("ACME Corp")
+    assert "#0f5c4d" in page.evaluate(
+        "getComputedStyle(document.documentElement).getPropertyValue('--brand')")
     _shoot(page, screenshots, "login", language)
     page.goto(portal_url + "/portal/reset")
     _shoot(page, screenshots, "reset", language)
