@@ -21,7 +21,7 @@ from datetime import datetime
 from urllib.parse import urlparse
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import smime
@@ -125,6 +125,12 @@ class SubjectTagsStep:
             job.flags.add("encrypt")
 
 
+# Built once (asked for every outgoing message; building costs more than running it).
+_STANDING_RULES = select(EncryptionRule.recipient).where(
+    EncryptionRule.sender == bindparam("sender"),
+    EncryptionRule.recipient.in_(bindparam("recipients", expanding=True)))
+
+
 class EncryptRulesStep:
     """``[encrypt-always]`` records a rule; earlier rules force encryption now."""
 
@@ -133,8 +139,8 @@ class EncryptRulesStep:
             return
         sender = job.sender.address
         wanted = {r.lower() for r in job.recipients}
-        existing = set(job.session.scalars(select(EncryptionRule.recipient).where(
-            EncryptionRule.sender == sender, EncryptionRule.recipient.in_(wanted))))
+        existing = set(job.session.scalars(_STANDING_RULES, {"sender": sender,
+                                                             "recipients": sorted(wanted)}))
         if "encrypt-always" in job.flags:
             for recipient in sorted(wanted - existing):
                 job.session.add(EncryptionRule(tenant_id=job.sender.tenant_id, sender=sender,
