@@ -62,6 +62,13 @@ class WebSection:
     # Where the counters live: "memory://" counts per process; with several workers use a
     # shared store, e.g. "redis://127.0.0.1:6379" (needs the redis client: limits[redis]).
     rate_limit_storage: str = "memory://"
+    # Per client IP, for the portal's sign-in, code, registration and reset forms (the
+    # per-account lock after five wrong passwords comes on top).
+    portal_rate_limit: str = "20 per minute;200 per hour"
+    # Where the portal submits its mails (reset links, read receipts), "host:port"; empty:
+    # the gateway's own listeners on this machine (relay.inbound_listen for the
+    # organisation's people, relay.outbound_listen for everyone else).
+    notice_smtp: str = ""
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,12 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(directory.config.data_dir)
     app.extensions[web.EXTENSION] = directory
-    _check_limit(app.config[web.LOOKUP_LIMIT_SETTING])
+    _check_limit(app.config[web.LOOKUP_LIMIT_SETTING], "lookup_rate_limit")
 
     limiter = Limiter(get_remote_address)
     limiter.limit(web.lookup_limit)(web.keys)
-    setup.install(app, limiter, web_config.public_url)
+    setup.install(app, limiter, web_config)
+    _check_limit(app.config[setup.AUTH_LIMIT_SETTING], "portal_rate_limit")
     try:
         limiter.init_app(app)
     except ConfigurationError as exc:
@@ -69,12 +70,12 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     return app
 
 
-def _check_limit(value: object) -> None:
-    """A typo in the limit must stop the start, not fail every lookup later."""
+def _check_limit(value: object, key: str) -> None:
+    """A typo in a limit must stop the start, not fail every request later."""
     try:
         parse_many(str(value))
     except ValueError:
-        raise ConfigError(f"[web] lookup_rate_limit {value!r} is not a rate limit: write e.g. "
+        raise ConfigError(f"[web] {key} {value!r} is not a rate limit: write e.g. "
                           "'60 per minute' or '10/second;1000/day'") from None
 
 

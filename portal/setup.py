@@ -15,16 +15,14 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
-from portal import context, i18n
+from keydir.config import WebSection
+from portal import context, i18n, notices
 from portal.auth_views import auth
 from portal.mail_views import mail
 from portal.security import configure_cookies, install_headers
 from portal.settings_views import settings
 
-AUTH_LIMIT_SETTING = "SEALGATE_PORTAL_AUTH_LIMIT"
-# Per client IP, for sign-in, codes, registration and reset. The per-account lock (five
-# failures) stops guessing one password; this stops trying many addresses from one place.
-AUTH_LIMIT = "20 per minute;200 per hour"
+AUTH_LIMIT_SETTING = "SEALGATE_PORTAL_AUTH_LIMIT"  # [web] portal_rate_limit
 MAX_UPLOAD = 64 * 1024 * 1024  # the tenant's own (smaller) limit is checked per message
 BLUEPRINTS = (auth, mail, settings)
 
@@ -46,8 +44,14 @@ def _auth_limit() -> str:
     return str(current_app.config[AUTH_LIMIT_SETTING])
 
 
-def install(app: Flask, limiter: Limiter, public_url: str) -> None:
-    app.config.setdefault(AUTH_LIMIT_SETTING, AUTH_LIMIT)
+def install(app: Flask, limiter: Limiter, web: WebSection) -> None:
+    """``web`` is the configuration's [web] section; the app's own config (tests) wins."""
+    public_url = web.public_url
+    # Per client IP, for sign-in, codes, registration and reset. The per-account lock
+    # (five failures) stops guessing one password; this stops trying many addresses.
+    app.config.setdefault(AUTH_LIMIT_SETTING, web.portal_rate_limit)
+    if web.notice_smtp:
+        app.config.setdefault(notices.SETTING, web.notice_smtp)
     app.config.setdefault("MAX_CONTENT_LENGTH", MAX_UPLOAD)
     # Checked in the portal's own before_request below, not for every blueprint.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)

@@ -16,20 +16,26 @@ from pathlib import Path
 import pytest
 
 from keydir import certificates, mailbox, trust
+from keydir.config import ConfigError
 from keydir.mailbox_models import PortalAccount
+from keydir.service import initialise
+from portal.app import create_app
 from tests.keydir_fixtures import both_databases, make_config
 from tests.portal_helpers import (
     ALICE,
     BOB,
     csrf,
     link,
+    login,
     mail,
     make_app,
     make_portal,
+    message_ids,
+    post_form,
     register,
     text_of,
 )
-from tests.smtp_sink import free_port
+from tests.smtp_sink import SinkServer, free_port
 
 
 @pytest.fixture
@@ -103,8 +109,6 @@ def test_sender_password_mode_asks_for_the_password_the_sender_passed_on(portal)
 
 @pytest.mark.slow
 def test_gunicorn_serves_the_portal(tmp_path: Path):
-    from keydir.service import initialise
-
     database = f"sqlite:///{tmp_path / 'data' / 'sealgate.db'}"
     initialise(make_config(tmp_path, database), datetime.now(UTC)).close()
     port = free_port()
@@ -135,3 +139,36 @@ def test_gunicorn_serves_the_portal(tmp_path: Path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_web_section_sets_the_portal_rate_limit_and_notice_submission(tmp_path):
+    sink = SinkServer().start()
+    database = f"sqlite:///{tmp_path / 'data' / 'sealgate.db'}"
+    directory = initialise(make_config(tmp_path, database, web={
+        "portal_rate_limit": "2 per minute", "notice_smtp": sink.address}), datetime.now(UTC))
+    try:
+        portal = make_portal(directory)
+        client = create_app({"TESTING": True, "SECRET_KEY": "t"}, directory=directory)\
+            .test_client()
+        (notice, *_) = portal.deposit(mail(), [BOB])
+        register(client, link(notice.data, "register"))
+        (public_id,) = message_ids(client.get("/portal/inbox").get_data(as_text=True))
+        client.get(f"/portal/m/{public_id}")
+        assert [m.recipients for m in sink.sink.messages] == [[ALICE]]  # the read receipt
+
+        other = create_app({"TESTING": True, "SECRET_KEY": "t"}, directory=directory)\
+            .test_client()
+        for _ in range(2):
+            assert login(other, BOB, "wrong-password-1").status_code == 200
+        assert login(other, BOB, "wrong-password-1").status_code == 429
+        assert post_form(other, "/portal/reset", {"address": BOB}).status_code == 200
+    finally:
+        sink.stop()
+        directory.close()
+    broken = make_config(tmp_path, database, web={"portal_rate_limit": "lots"})
+    directory = initialise(broken, datetime.now(UTC))
+    try:
+        with pytest.raises(ConfigError, match="portal_rate_limit 'lots' is not a rate limit"):
+            create_app({"TESTING": True, "SECRET_KEY": "t"}, directory=directory)
+    finally:
+        directory.close()
