@@ -15,6 +15,7 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
+from keydir import mailbox
 from keydir.config import WebSection
 from portal import context, i18n, notices
 from portal.auth_views import auth
@@ -97,7 +98,16 @@ def _remember_language() -> None:
 
 
 def _template_globals() -> dict[str, object]:
-    return {"languages": i18n.LANGUAGE_NAMES, "get_locale": get_locale}
+    return {"languages": i18n.LANGUAGE_NAMES, "get_locale": get_locale,
+            "unread_count": _unread}
+
+
+def _unread() -> int:
+    """New messages, for the navigation (asked only by pages that show it)."""
+    if not current_user.is_authenticated:
+        return 0
+    with context.transaction() as db:
+        return mailbox.unread_count(db, context.account(db))
 
 
 def _in_portal() -> bool:

@@ -169,6 +169,7 @@ def test_read_unread_search_and_sort(portal):
     portal.deposit(mail(subject="Apple contract"), [BOB])
     inbox = client.get("/portal/inbox").get_data(as_text=True)
     assert inbox.count('class="unread"') == 3
+    assert '<span class="count">3<' in inbox  # in the navigation, on every page
     by_subject = client.get("/portal/inbox?sort=subject").get_data(as_text=True)
     assert by_subject.index("Apple contract") < by_subject.index("Zebra invoice")
     found = client.get("/portal/inbox?q=zebra").get_data(as_text=True)
@@ -179,6 +180,7 @@ def test_read_unread_search_and_sort(portal):
     public_id = message_ids(found)[0]
     client.get(f"/portal/m/{public_id}")
     assert client.get("/portal/inbox").get_data(as_text=True).count('class="unread"') == 2
+    assert '<span class="count">2<' in client.get("/portal/settings").get_data(as_text=True)
     post_form(client, f"/portal/m/{public_id}/unread", {}, page="/portal/inbox")
     assert client.get("/portal/inbox").get_data(as_text=True).count('class="unread"') == 3
 
@@ -208,6 +210,7 @@ def test_reply_all_goes_to_the_internal_people_with_attachments(portal):
     public_id = message_ids(client.get("/portal/inbox?q=Budget").get_data(as_text=True))[0]
     form = client.get(f"/portal/compose?reply={public_id}&all=1").get_data(as_text=True)
     assert f'value="{ALICE}"' in form and "Re: Budget" in form and "&gt; Numbers inside." in form
+    assert f'<datalist id="people"><option value="{ALICE}">' in form
     assert CAROL in form and DAVE in form  # reply-all offers everyone; only internal go
     from io import BytesIO
 
