@@ -72,8 +72,10 @@ class Worker:
                 logger.exception("%s: queue scan failed", self.name)
                 handled = 0
             if not handled:
-                self.connections.close()  # idle: do not hold other servers' sessions
-                wake.wait(idle)
+                if not wake.wait(idle):
+                    # No mail for a while: do not hold other servers' sessions. (Closing
+                    # at every short pause would cost each message a new connection.)
+                    self.connections.close()
                 wake.clear()
         self.connections.close()
 
