@@ -9,6 +9,7 @@ import click
 from sealgate.context import Context, now_utc
 from sealgate.directory_cli import pass_context
 from sealgate.directory_cli import register as register_directory
+from sealgate.portal_cli import portal_group
 from sealgate.relay_cli import connector_group, queue_group
 from sealgate.smime_cli import smime_group
 
@@ -59,4 +60,5 @@ def serve_command(context: Context, workers: int | None) -> None:
 main.add_command(smime_group)
 main.add_command(queue_group)
 main.add_command(connector_group)
+main.add_command(portal_group)
 register_directory(main)
