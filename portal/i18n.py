@@ -6,10 +6,19 @@ Catalogues live in ``portal/translations/<lang>/LC_MESSAGES/messages.po`` (compi
 
 from __future__ import annotations
 
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
+from babel import Locale
+from babel.dates import (
+    DateTimePattern,
+    get_date_format,
+    get_datetime_format,
+    get_time_format,
+)
 from flask import Flask, g, request, session
-from flask_babel import Babel
+from flask_babel import Babel, get_locale, get_timezone
 
 LANGUAGES = ("en", "de", "fr", "it")
 LANGUAGE_NAMES = {"en": "English", "de": "Deutsch", "fr": "Français", "it": "Italiano"}
@@ -36,7 +45,26 @@ def select_locale() -> str:
     return str(default) if default in LANGUAGES else "en"
 
 
+@lru_cache(maxsize=32)
+def _short_patterns(locale: Locale) -> tuple[str, DateTimePattern, DateTimePattern]:
+    return (str(get_datetime_format("short", locale=locale)),
+            get_date_format("short", locale=locale), get_time_format("short", locale=locale))
+
+
+def short_datetime(value: datetime) -> str:
+    """What ``datetimeformat("short")`` shows, with the locale's patterns looked up once.
+
+    The inbox formats a hundred dates per page; Flask-Babel's filter looks up locale,
+    time zone and patterns for each of them, a third of the page's rendering time.
+    """
+    locale = get_locale() or Locale.parse("en")
+    joint, date, time = _short_patterns(locale)
+    local = value.astimezone(get_timezone())
+    return joint.replace("{1}", date.apply(local, locale)).replace("{0}", time.apply(local, locale))
+
+
 def install(app: Flask) -> Babel:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    app.add_template_filter(short_datetime)
     return Babel(app, locale_selector=select_locale)
