@@ -65,10 +65,6 @@ class WebSection:
     # Per client IP, for the portal's sign-in, code, registration and reset forms (the
     # per-account lock after five wrong passwords comes on top).
     portal_rate_limit: str = "20 per minute;200 per hour"
-    # Where the portal submits its mails (reset links, read receipts), "host:port"; empty:
-    # the gateway's own listeners on this machine (relay.inbound_listen for the
-    # organisation's people, relay.outbound_listen for everyone else).
-    notice_smtp: str = ""
 
 
 @dataclass(frozen=True)

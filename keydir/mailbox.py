@@ -2,7 +2,9 @@
 
 Used by both sides: the relay hands over mail that must be encrypted to recipients
 without a certificate (``deposit``) and takes the replies written in the portal
-(``take_outgoing``); the Flask portal signs recipients in, lists, opens and composes.
+(``take_outgoing``) and the portal's own mails (``take_notices``: reset links, read
+receipts, written to the outbox by ``request_reset`` and ``open_message``); the Flask
+portal signs recipients in, lists, opens and composes, and never sends mail itself.
 
 Rules kept here, whoever calls:
 
@@ -10,7 +12,7 @@ Rules kept here, whoever calls:
   id); subject and message are opened only for the account they belong to.
 - One-time tokens are random 32-byte strings of which only the SHA-256 is stored.
 - Answers do not tell whether an address has an account (``LoginFailed`` is the same
-  either way, ``request_reset`` returns nothing for unknown addresses).
+  either way, ``request_reset`` writes nothing for unknown addresses).
 - Nothing here reads the clock or the configuration: ``now``, the master key and the
   portal's public URL are passed in, so tests and ``jobs run --now`` see exact times.
 
@@ -28,7 +30,7 @@ import email.utils
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -40,7 +42,7 @@ from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session
 
 import smime
-from keydir import certificates, portal_notice
+from keydir import certificates, mailbox_outbox, portal_notice
 from keydir.errors import Refused
 from keydir.events import record
 from keydir.mailbox_errors import (
@@ -50,6 +52,7 @@ from keydir.mailbox_errors import (
     LoginFailed,
     NotFound,
     PortalError,
+    Reason,
     RecipientNotAllowed,
     SenderPasswordRequired,
     TokenExpired,
@@ -66,6 +69,7 @@ from keydir.mailbox_models import (
     PortalPolicy,
     PortalToken,
 )
+from keydir.mailbox_outbox import TakenNotice as TakenNotice
 from keydir.models import Certificate, CertificateKind, Domain, Tenant
 from keydir.portal_passwords import (
     canonical_sender_password,
@@ -100,7 +104,8 @@ POLICY_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Notice:
-    """A mail to send: to an external recipient (outbound) or to an internal person."""
+    """A mail the relay sends with a deposited message: the notification to an external
+    recipient (outbound) or the "delivered" notice to an internal sender."""
 
     mail_from: str  # envelope sender; "" for automatic notices nobody should bounce to
     recipients: list[str]
@@ -132,7 +137,6 @@ class MessageSummary:
 class StoredMessage:
     data: bytes  # the whole RFC 5322 message, opened
     summary: MessageSummary
-    receipts: list[Notice] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -193,11 +197,13 @@ def set_policy(session: Session, tenant_id: int, **changes: Any) -> PortalPolicy
     rules = policy(session, tenant_id)
     for name, value in changes.items():
         if name not in POLICY_DEFAULTS:
-            raise PortalError(f"unknown portal setting {name!r}: use one of "
-                              f"{', '.join(POLICY_DEFAULTS)}")
+            raise PortalError(Reason.SETTING_INVALID, f"unknown portal setting {name!r}: use one "
+                              f"of {', '.join(POLICY_DEFAULTS)}", setting=name,
+                              problem="unknown")
         problem = _policy_problem(name, value)
         if problem:
-            raise PortalError(f"{name}: {problem}")
+            raise PortalError(Reason.SETTING_INVALID, f"{name}: {problem}", setting=name,
+                              problem=problem)
         setattr(rules, name, value)
     return rules
 
@@ -235,8 +241,9 @@ def language_of(session: Session, account: PortalAccount) -> str:
 
 def set_language(session: Session, account: PortalAccount, language: str) -> None:
     if language not in LANGUAGES:
-        raise PortalError(f"language {language!r} is not offered: choose one of "
-                          f"{', '.join(LANGUAGES)}")
+        raise PortalError(Reason.SETTING_INVALID, f"language {language!r} is not offered: "
+                          f"choose one of {', '.join(LANGUAGES)}", setting="language",
+                          problem="not offered")
     account.language = language
 
 
@@ -300,16 +307,16 @@ def _token(session: Session, token: str, purpose: str, now: datetime) -> PortalT
     row = session.scalar(select(PortalToken).where(
         PortalToken.token_hash == _hash_token(token.strip()), PortalToken.purpose == purpose))
     if row is None:
-        raise TokenInvalid("this link is not valid: check that it was copied completely, or "
-                           "ask for a new one")
+        raise TokenInvalid(Reason.LINK_UNKNOWN, "this link is not valid: check that it was "
+                           "copied completely, or ask for a new one")
     if row.used_at is not None:
-        raise TokenInvalid("this link has been used already: sign in with your password, or "
-                           "reset it if you forgot it")
+        raise TokenInvalid(Reason.LINK_USED, "this link has been used already: sign in with "
+                           "your password, or reset it if you forgot it")
     if row.expires_at <= now:
-        raise TokenExpired("this link has expired: "
+        raise TokenExpired(Reason.LINK_EXPIRED, "this link has expired: "
                            + ("ask for a new password reset" if purpose == "reset" else
                               "the next secure message brings a new one, or ask the sender "
-                              "to send it again"))
+                              "to send it again"), purpose=purpose)
     return row
 
 
@@ -319,7 +326,8 @@ def token_account(session: Session, token: str, purpose: str, now: datetime) -> 
     account = session.get(PortalAccount, row.account_id)
     assert account is not None  # tokens are deleted with their account
     if purpose == "register" and account.registered:
-        raise TokenInvalid("this account is registered already: sign in with your password")
+        raise TokenInvalid(Reason.LINK_REGISTERED,
+                           "this account is registered already: sign in with your password")
     return account
 
 
@@ -406,35 +414,38 @@ def register(session: Session, token: str, password: str, now: datetime, *,
 def _check_sender_password(session: Session, account: PortalAccount, given: str,
                            now: datetime) -> None:
     if not given.strip():
-        raise SenderPasswordRequired("enter the one-time password the sender gave you (by "
-                                     "phone or in person)")
+        raise SenderPasswordRequired(Reason.SENDER_PASSWORD_MISSING, "enter the one-time "
+                                     "password the sender gave you (by phone or in person)")
     row = session.scalar(select(PortalToken).where(
         PortalToken.account_id == account.id, PortalToken.purpose == "sender-password",
         PortalToken.token_hash == _hash_token(canonical_sender_password(given)),
         PortalToken.used_at.is_(None), PortalToken.expires_at > now))
     if row is None:
-        raise SenderPasswordRequired("this one-time password is not right (or has expired): "
-                                     "check it with the sender")
+        raise SenderPasswordRequired(Reason.SENDER_PASSWORD_WRONG, "this one-time password is "
+                                     "not right (or has expired): check it with the sender")
 
 
-def request_reset(session: Session, tenant_id: int, address: str, now: datetime,
-                  public_url: str) -> list[Notice]:
-    """A reset link by mail for a registered account; nothing (and no hint) otherwise."""
+def request_reset(session: Session, master_key: MasterKey, tenant_id: int, address: str,
+                  now: datetime, public_url: str) -> None:
+    """A reset link by mail (into the outbox) for a registered account; nothing (and no
+    hint) otherwise."""
     try:
         address = normalise_address(address)
     except Refused:
-        return []
+        return
     account = session.scalar(select(PortalAccount).where(
         PortalAccount.tenant_id == tenant_id, PortalAccount.address == address,
         PortalAccount.password_hash.is_not(None)))
     if account is None:
-        return []
+        return
     token = _issue_token(session, account, "reset", now, RESET_VALIDITY)
     data = portal_notice.render(
         "reset", language_of(session, account), branding=branding(session, tenant_id),
         from_address=_system_address(session, tenant_id), to=account.address, now=now,
         address=account.address, link=f"{public_url}/portal/reset/{token}")
-    return [Notice("", [account.address], data)]
+    # To the recipient on the internet, from the null sender: nobody to bounce to.
+    mailbox_outbox.keep(session, master_key, tenant_id=tenant_id, kind="reset", mail_from="",
+                        recipients=[account.address], data=data, internal=False, now=now)
 
 
 def reset_password(session: Session, token: str, password: str,
@@ -474,8 +485,8 @@ def enable_totp(session: Session, master_key: MasterKey, account: PortalAccount,
                 code: str, now: datetime) -> None:
     """Switch TOTP on once the app proves it has the secret (a current code)."""
     if not _totp_matches(secret, code, now):
-        raise CodeInvalid("the code does not match: check the time on your phone and enter "
-                          "the code your app shows now")
+        raise CodeInvalid(Reason.CODE_WRONG, "the code does not match: check the time on "
+                          "your phone and enter the code your app shows now")
     account.totp_secret_sealed = master_key.seal(secret.encode(), _totp_context(account))
     record(session, now, "portal.totp-enabled", account.address, tenant_id=account.tenant_id)
 
@@ -628,7 +639,8 @@ def inbox(session: Session, account: PortalAccount, *, folder: str = "inbox",
           master_key: MasterKey) -> list[MessageSummary]:
     """One folder of one account, searched (sender, name, subject) and sorted."""
     if sort not in SORTS:
-        raise PortalError(f"cannot sort by {sort!r}: use one of {', '.join(SORTS)}")
+        raise PortalError(Reason.REFUSED, f"cannot sort by {sort!r}: use one of "
+                          f"{', '.join(SORTS)}")
     rows = session.scalars(select(PortalMessage).where(
         PortalMessage.account_id == account.id, PortalMessage.folder == folder))
     summaries = [_summary(master_key, row) for row in rows]
@@ -665,22 +677,25 @@ def _own_message(session: Session, account: PortalAccount, public_id: str) -> Po
 
 def open_message(session: Session, master_key: MasterKey, account: PortalAccount,
                  public_id: str, now: datetime) -> StoredMessage:
-    """The message (only the account's own), marked read; a "read" receipt if wanted."""
+    """The message (only the account's own), marked read; on the first reading a "read"
+    receipt for an internal sender goes into the outbox (if the tenant wants them)."""
     row = _own_message(session, account, public_id)
     data = master_key.open(row.data_sealed, _data_context(row.public_id))
-    receipts: list[Notice] = []
     if row.folder == "inbox" and row.read_at is None:
         row.read_at = now
         rules = policy(session, account.tenant_id)
         if rules.sender_receipts and _is_internal(session, account.tenant_id, row.sender):
             subject = _summary(master_key, row).subject
-            receipts.append(Notice("", [row.sender], portal_notice.render(
+            receipt = portal_notice.render(
                 "read_receipt", rules.default_language,
                 branding=branding(session, account.tenant_id),
                 from_address=_system_address(session, account.tenant_id, row.sender),
                 to=row.sender, now=now, reader=account.address, subject=subject,
-                when=f"{now:%Y-%m-%d %H:%M} UTC"), internal=True))
-    return StoredMessage(data=data, summary=_summary(master_key, row), receipts=receipts)
+                when=f"{now:%Y-%m-%d %H:%M} UTC")
+            mailbox_outbox.keep(session, master_key, tenant_id=account.tenant_id,
+                                kind="read_receipt", mail_from="", recipients=[row.sender],
+                                data=receipt, internal=True, now=now)
+    return StoredMessage(data=data, summary=_summary(master_key, row))
 
 
 def mark_unread(session: Session, account: PortalAccount, public_id: str) -> None:
@@ -728,15 +743,18 @@ def compose(session: Session, master_key: MasterKey, account: PortalAccount, *,
             try:
                 address = normalise_address(raw)
             except Refused as exc:
-                raise RecipientNotAllowed(str(exc)) from None
+                raise RecipientNotAllowed(Reason.RECIPIENT_INVALID, str(exc),
+                                          address=raw.strip(), problem=str(exc)) from None
             if domain_of(address) not in domains:
                 raise RecipientNotAllowed(
+                    Reason.RECIPIENT_OUTSIDE,
                     f"{address}: the secure portal can only write to addresses at "
-                    f"{', '.join(domains) or 'the organisation'}")
+                    f"{', '.join(domains) or 'the organisation'}",
+                    address=address, domains=domains)
             if address not in checked["to"] and address not in checked["cc"]:
                 checked[kind].append(address)
     if not checked["to"] and not checked["cc"]:
-        raise RecipientNotAllowed("name at least one recipient")
+        raise RecipientNotAllowed(Reason.RECIPIENT_MISSING, "name at least one recipient")
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = account.address
     if checked["to"]:
@@ -792,6 +810,13 @@ def take_outgoing(session: Session, master_key: MasterKey, limit: int = 50) -> l
     return taken
 
 
+def take_notices(session: Session, master_key: MasterKey,
+                 limit: int = 50) -> list[TakenNotice]:
+    """The portal's own mails (reset links, read receipts), removed from the outbox: the
+    caller queues them in the same transaction, like ``take_outgoing``."""
+    return mailbox_outbox.take(session, master_key, limit)
+
+
 # --- certificates ----------------------------------------------------------------------
 
 
@@ -801,8 +826,9 @@ def _load_certificates(pem_or_der: bytes) -> list[x509.Certificate]:
             return x509.load_pem_x509_certificates(pem_or_der)
         return [x509.load_der_x509_certificate(pem_or_der)]
     except ValueError:
-        raise CertificateRefused("this file is not a certificate: upload your S/MIME "
-                                 "certificate as .pem, .crt or .cer (no private key)") from None
+        raise CertificateRefused(Reason.CERTIFICATE_UNREADABLE, "this file is not a "
+                                 "certificate: upload your S/MIME certificate as .pem, .crt "
+                                 "or .cer (no private key)") from None
 
 
 def upload_certificate(session: Session, account: PortalAccount, pem_or_der: bytes,
@@ -816,25 +842,34 @@ def upload_certificate(session: Session, account: PortalAccount, pem_or_der: byt
     certs = _load_certificates(pem_or_der)
     leaf = next((c for c in certs if account.address in smime.email_addresses(c)), None)
     if leaf is None:
-        raise CertificateRefused(f"the certificate is not for {account.address}: upload the "
-                                 "certificate issued to this address")
+        raise CertificateRefused(Reason.CERTIFICATE_OTHER_ADDRESS,
+                                 f"the certificate is not for {account.address}: upload the "
+                                 "certificate issued to this address", address=account.address)
     problem = email_usage_problem(leaf, for_signing=False)
     if problem:
-        raise CertificateRefused(f"this certificate cannot be used for encryption: {problem}")
+        raise CertificateRefused(Reason.CERTIFICATE_NO_ENCRYPTION,
+                                 f"this certificate cannot be used for encryption: {problem}",
+                                 problem=problem)
     if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
-        raise CertificateRefused(f"this certificate is valid only from "
+        raise CertificateRefused(Reason.CERTIFICATE_NOT_CURRENT,
+                                 f"this certificate is valid only from "
                                  f"{leaf.not_valid_before_utc:%Y-%m-%d} to "
-                                 f"{leaf.not_valid_after_utc:%Y-%m-%d}: upload a current one")
+                                 f"{leaf.not_valid_after_utc:%Y-%m-%d}: upload a current one",
+                                 not_before=leaf.not_valid_before_utc,
+                                 not_after=leaf.not_valid_after_utc)
     path = validate(leaf, [c for c in certs if c is not leaf],
                     anchors_for(session, account.tenant_id), now)
     if path.problem is not Problem.NONE:
-        raise CertificateRefused(f"{path.reason}: upload it together with its intermediate "
-                                 "certificates, or ask the organisation to trust your CA")
+        raise CertificateRefused(Reason.CERTIFICATE_UNTRUSTED,
+                                 f"{path.reason}: upload it together with its intermediate "
+                                 "certificates, or ask the organisation to trust your CA",
+                                 problem=path.reason)
     revoked = session.scalar(select(Certificate.id).where(
         Certificate.fingerprint == certificates.fingerprint(leaf),
         Certificate.revoked_at.is_not(None)))
     if revoked is not None:
-        raise CertificateRefused("this certificate has been revoked: upload a current one")
+        raise CertificateRefused(Reason.CERTIFICATE_REVOKED,
+                                 "this certificate has been revoked: upload a current one")
     row = certificates.store(session, account.tenant_id, CertificateKind.IMPORTED, leaf, now,
                              address=account.address,
                              source="uploaded by the recipient in the web portal")

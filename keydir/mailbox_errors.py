@@ -1,42 +1,88 @@
 """The web portal's errors: short nouns, each message saying what went wrong and what to do.
 
-Raised by ``keydir.mailbox`` (and importable from there); the portal shows them to people.
+Raised by ``keydir.mailbox`` (and importable from there). Every error carries a
+machine-readable ``reason`` (a ``Reason``) and the ``params`` its message is built from,
+so the web pages and the API say it in the person's language without reading the English
+text; ``str(error)`` stays the English sentence for logs, DSNs and the command line.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from keydir.mailbox_models import MiB
 
-# --- errors ----------------------------------------------------------------------------
+
+class Reason(StrEnum):
+    """Why the store refused; the values are stable (the API returns them)."""
+
+    REFUSED = "refused"
+    SETTING_INVALID = "setting-invalid"  # params: setting, problem
+    NOT_FOUND = "not-found"
+    LOGIN_FAILED = "login-failed"
+    ACCOUNT_LOCKED = "account-locked"  # params: until
+    LINK_UNKNOWN = "link-unknown"
+    LINK_USED = "link-used"
+    LINK_REGISTERED = "link-registered"  # a register link for an account that has a password
+    LINK_EXPIRED = "link-expired"  # params: purpose
+    SENDER_PASSWORD_MISSING = "sender-password-missing"
+    SENDER_PASSWORD_WRONG = "sender-password-wrong"
+    CODE_WRONG = "code-wrong"
+    # Passwords (keydir.portal_passwords.check_password)
+    PASSWORD_TOO_SHORT = "password-too-short"  # params: minimum
+    PASSWORD_TOO_LONG = "password-too-long"  # params: maximum
+    PASSWORD_HAS_ADDRESS = "password-has-address"
+    PASSWORD_COMMON = "password-common"
+    PASSWORD_FEW_CHARACTERS = "password-few-characters"  # params: minimum
+    PASSWORD_ONE_KIND = "password-one-kind"  # params: passphrase (length that suffices)
+    # Writing from the portal
+    RECIPIENT_INVALID = "recipient-invalid"  # params: address, problem
+    RECIPIENT_OUTSIDE = "recipient-outside"  # params: address, domains
+    RECIPIENT_MISSING = "recipient-missing"
+    TOO_LARGE = "too-large"  # params: size, limit (bytes)
+    # The recipient's own certificate
+    CERTIFICATE_UNREADABLE = "certificate-unreadable"
+    CERTIFICATE_OTHER_ADDRESS = "certificate-other-address"  # params: address
+    CERTIFICATE_NO_ENCRYPTION = "certificate-no-encryption"  # params: problem
+    CERTIFICATE_NOT_CURRENT = "certificate-not-current"  # params: not_before, not_after
+    CERTIFICATE_UNTRUSTED = "certificate-untrusted"  # params: problem
+    CERTIFICATE_REVOKED = "certificate-revoked"
 
 
 class PortalError(Exception):
     """The portal cannot do this as asked; the message says why and what to do."""
 
+    def __init__(self, reason: Reason, message: str, **params: Any) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.params = params
+
 
 class NotFound(PortalError):
-    def __init__(self, what: str = "this message does not exist (any more) for your "
-                                   "account: it may have expired; go back to your inbox") -> None:
-        super().__init__(what)
+    def __init__(self) -> None:
+        super().__init__(Reason.NOT_FOUND, "this message does not exist (any more) for your "
+                         "account: it may have expired; go back to your inbox")
 
 
 class LoginFailed(PortalError):
     def __init__(self) -> None:
-        super().__init__("the e-mail address or the password is not right: check both, or "
-                         "reset your password")
+        super().__init__(Reason.LOGIN_FAILED, "the e-mail address or the password is not "
+                         "right: check both, or reset your password")
 
 
 class AccountLocked(PortalError):
     def __init__(self, until: datetime) -> None:
-        super().__init__(f"too many failed sign-ins: this account is locked until "
-                         f"{until:%Y-%m-%d %H:%M} UTC; try again then, or reset your password")
+        super().__init__(Reason.ACCOUNT_LOCKED,
+                         f"too many failed sign-ins: this account is locked until "
+                         f"{until:%Y-%m-%d %H:%M} UTC; try again then, or reset your password",
+                         until=until)
         self.until = until
 
 
 class TokenInvalid(PortalError):
-    pass
+    """A one-time link that is unknown, used already, or for a registered account."""
 
 
 class TokenExpired(PortalError):
@@ -44,9 +90,7 @@ class TokenExpired(PortalError):
 
 
 class WeakPassword(PortalError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """A password the rules refuse; ``reason`` is one of the ``PASSWORD_*`` reasons."""
 
 
 class SenderPasswordRequired(PortalError):
@@ -63,8 +107,10 @@ class RecipientNotAllowed(PortalError):
 
 class TooLarge(PortalError):
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the message is {_mib(size)} but the secure portal accepts at most "
-                         f"{_mib(limit)} per message: send it in smaller parts")
+        super().__init__(Reason.TOO_LARGE,
+                         f"the message is {_mib(size)} but the secure portal accepts at most "
+                         f"{_mib(limit)} per message: send it in smaller parts",
+                         size=size, limit=limit)
         self.size, self.limit = size, limit
 
 

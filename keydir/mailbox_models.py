@@ -1,4 +1,5 @@
-"""The web portal's tables: per-tenant policy, recipients' accounts, one-time tokens, messages.
+"""The web portal's tables: per-tenant policy, recipients' accounts, one-time tokens, messages,
+and the outbox of the portal's own mails.
 
 Message content (subject and the whole RFC 5322 message) is sealed under the installation
 master key, bound to the message's public id, so a copy of the database alone reveals no
@@ -128,3 +129,25 @@ class PortalMessage(Base):
     # The relay's queue row it came from (no foreign key: keydir does not own the queue,
     # and queue rows may be cleaned up long before the portal's copy expires).
     origin_queue_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class PortalNotice(Base):
+    """A mail the portal produced (reset link, read receipt), waiting for the relay.
+
+    Written in the same transaction as what caused it, taken (and deleted) by the relay in
+    the transaction that queues it: a notice is here or in the queue, never lost. The
+    whole mail is sealed (bound to the row's public id): a reset link is a secret.
+    """
+
+    __tablename__ = "portal_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)  # random; seals the data
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # reset, read_receipt: for the queue's log
+    mail_from: Mapped[str] = mapped_column(String(320), default="")  # "": the null sender
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # True: to the tenant's own people, through its next hop; False: to the internet.
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

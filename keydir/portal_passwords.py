@@ -9,10 +9,12 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from keydir.mailbox_errors import WeakPassword
+from keydir.mailbox_errors import Reason, WeakPassword
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
+MIN_DIFFERENT = 5  # different characters
+PASSPHRASE = 16  # this long, one kind of character is enough
 
 # OWASP's argon2id baseline (19 MiB, 2 passes): strong enough against offline guessing,
 # cheap enough that 50 people signing in at once do not exhaust a small web node.
@@ -43,22 +45,28 @@ COMMON_PASSWORDS = frozenset((
 def check_password(password: str, address: str) -> None:
     """Raise ``WeakPassword`` with what to change; simple rules people can follow."""
     if len(password) < MIN_PASSWORD:
-        raise WeakPassword(f"use at least {MIN_PASSWORD} characters")
+        raise WeakPassword(Reason.PASSWORD_TOO_SHORT, f"use at least {MIN_PASSWORD} characters",
+                           minimum=MIN_PASSWORD)
     if len(password) > MAX_PASSWORD:
-        raise WeakPassword(f"use at most {MAX_PASSWORD} characters")
+        raise WeakPassword(Reason.PASSWORD_TOO_LONG, f"use at most {MAX_PASSWORD} characters",
+                           maximum=MAX_PASSWORD)
     folded = password.casefold()
     local = address.casefold().partition("@")[0]
     if address.casefold() in folded or (len(local) >= 4 and local in folded):
-        raise WeakPassword("do not use your e-mail address in the password")
+        raise WeakPassword(Reason.PASSWORD_HAS_ADDRESS,
+                           "do not use your e-mail address in the password")
     if folded in COMMON_PASSWORDS or folded.rstrip("0123456789!.?") in COMMON_PASSWORDS:
-        raise WeakPassword("this is one of the most common passwords: choose another")
-    if len(set(folded)) < 5:
-        raise WeakPassword("use more different characters")
+        raise WeakPassword(Reason.PASSWORD_COMMON,
+                           "this is one of the most common passwords: choose another")
+    if len(set(folded)) < MIN_DIFFERENT:
+        raise WeakPassword(Reason.PASSWORD_FEW_CHARACTERS, "use more different characters",
+                           minimum=MIN_DIFFERENT)
     classes = sum(any(test(c) for c in password) for test in (
         str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum()))
-    if classes < 2 and len(password) < 16:
-        raise WeakPassword("mix letters with digits or symbols, or use a longer passphrase "
-                           "of 16 characters or more")
+    if classes < 2 and len(password) < PASSPHRASE:
+        raise WeakPassword(Reason.PASSWORD_ONE_KIND,
+                           f"mix letters with digits or symbols, or use a longer passphrase "
+                           f"of {PASSPHRASE} characters or more", passphrase=PASSPHRASE)
 
 
 def hash_password(password: str) -> str:

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from keydir import mailbox
 from keydir.mailbox_models import PortalAccount
 from keydir.models import Tenant
-from portal import context, i18n, notices
+from portal import context, i18n, refusals
 from portal.forms import ActionForm, CodeForm, LoginForm, RegisterForm, ResetRequestForm
 
 auth = Blueprint("portal_auth", __name__, url_prefix="/portal")
@@ -148,7 +148,7 @@ def logout() -> Response:
 
 def _link_problem(error: mailbox.PortalError, purpose: str) -> tuple[str, int]:
     """The clear page for a link that cannot be used (any more)."""
-    if isinstance(error, mailbox.TokenExpired):
+    if error.reason is mailbox.Reason.LINK_EXPIRED:
         title = _("This link has expired")
         text = _("For your security, registration links are valid for 14 days. The next "
                  "secure message brings a fresh link; you may also ask the sender to write "
@@ -169,7 +169,7 @@ def _link_account(token: str, purpose: str) -> tuple[bool, mailbox.PortalError |
     """Whether the link works (and needs the sender's one-time password); brands the page
     after the account's tenant."""
     if len(token) > MAX_TOKEN:
-        return False, mailbox.TokenInvalid()
+        return False, mailbox.TokenInvalid(mailbox.Reason.LINK_UNKNOWN, "not one of our links")
     with context.transaction() as db:
         try:
             account = mailbox.token_account(db, token, purpose, context.now())
@@ -202,7 +202,7 @@ def register(token: str) -> str | Response | tuple[str, int]:
                     else None)
                 account_id = account.id
             except mailbox.WeakPassword as weak:
-                form.password.errors = [*form.password.errors, weak_reason(weak)]
+                form.password.errors = [*form.password.errors, refusals.password(weak)]
             except mailbox.SenderPasswordRequired:
                 form.one_time_password.errors = [*form.one_time_password.errors, _(
                     "This one-time password is not right (or has expired): check it with "
@@ -217,40 +217,22 @@ def register(token: str) -> str | Response | tuple[str, int]:
                            brand=context.load_brand())
 
 
-def weak_reason(error: mailbox.WeakPassword) -> str:
-    """The data layer's reason, in the person's language."""
-    reason = error.reason
-    known = (
-        ("at least", _("Use at least 10 characters.")),
-        ("at most", _("This password is too long.")),
-        ("e-mail address", _("Do not use your e-mail address in the password.")),
-        ("common", _("This is one of the most common passwords: choose another one.")),
-        ("different characters", _("Use more different characters.")),
-        ("mix letters", _("Mix letters with digits or symbols, or use a passphrase of 16 "
-                          "characters or more.")),
-    )
-    for key, text in known:
-        if key in reason:
-            return text
-    return _("This password is too weak: use at least 10 characters, mixing letters "
-             "with digits or symbols.")
-
-
 @auth.route("/reset", methods=["GET", "POST"])
 def reset_request() -> str | Response:
     form = ResetRequestForm()
     if request.method == "GET":
         form.tenant.data = request.args.get("tenant", "")
     if form.validate_on_submit():
-        outgoing: list[mailbox.Notice] = []
         named = _tenant_id(form.tenant.data or "")
+        # The reset mail goes into the store's outbox with this transaction; the relay
+        # sends it, even if the gateway is down at this moment.
         with context.transaction() as db:
             tenants = [named] if named is not None else \
                 list(db.scalars(select(Tenant.id)))
             for tenant_id in tenants:
-                outgoing += mailbox.request_reset(db, tenant_id, form.address.data or "",
-                                                  context.now(), context.public_url())
-        notices.send(outgoing)
+                mailbox.request_reset(db, context.master_key(), tenant_id,
+                                      form.address.data or "", context.now(),
+                                      context.public_url())
         # The same answer whether or not the address has an account.
         return render_template("portal/reset_sent.html", brand=context.load_brand())
     return render_template("portal/reset_request.html", form=form,
@@ -272,7 +254,7 @@ def reset(token: str) -> str | Response | tuple[str, int]:
                 mailbox.reset_password(db, token, form.password.data or "", context.now())
                 done = True
             except mailbox.WeakPassword as weak:
-                form.password.errors = [*form.password.errors, weak_reason(weak)]
+                form.password.errors = [*form.password.errors, refusals.password(weak)]
             except (mailbox.TokenExpired, mailbox.TokenInvalid) as error:
                 return _link_problem(error, "reset")
         if done:

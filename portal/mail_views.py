@@ -26,7 +26,7 @@ from flask_login import login_required
 from werkzeug.wrappers import Response
 
 from keydir import mailbox
-from portal import context, notices, reading
+from portal import context, reading, refusals
 from portal.forms import ComposeForm
 from portal.sanitise import sanitise
 
@@ -74,7 +74,7 @@ class Opened:
 
 
 def _open(public_id: str) -> Opened:
-    """The account's message, or 404; sends the "read" receipt the data layer returns."""
+    """The account's message, or 404 (the store writes the "read" receipt itself)."""
     if len(public_id) > 64:
         abort(404)
     with context.transaction() as db:
@@ -83,10 +83,7 @@ def _open(public_id: str) -> Opened:
                                           public_id, context.now())
         except mailbox.NotFound:
             abort(404)
-        opened = Opened(stored.summary, stored.data)
-        receipts = list(stored.receipts)
-    notices.send(receipts)
-    return opened
+        return Opened(stored.summary, stored.data)
 
 
 @mail.get("/m/<public_id>")
@@ -137,10 +134,6 @@ def attachment(public_id: str, number: int) -> Response:
     return response
 
 
-def format_size(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
 def _split(addresses: str) -> list[str]:
     return [part.strip() for part in addresses.replace(";", ",").split(",") if part.strip()]
 
@@ -182,14 +175,11 @@ def compose() -> str | Response:
                                 in_reply_to=form.in_reply_to.data or None, now=context.now())
                 sent = True
             except mailbox.RecipientNotAllowed as refused:
-                form.to.errors = [*form.to.errors, _(
-                    "You can write only to people of %(brand)s (%(detail)s).",
-                    brand=context.load_brand().name, detail=str(refused))]
+                form.to.errors = [*form.to.errors, refusals.recipient(
+                    refused, context.load_brand().name)]
             except mailbox.TooLarge as large:
-                form.attachments.errors = [*form.attachments.errors, _(
-                    "The message is %(size)s, more than the %(limit)s allowed: send fewer "
-                    "or smaller attachments.", size=format_size(large.size),
-                    limit=format_size(large.limit))]
+                form.attachments.errors = [*form.attachments.errors,
+                                           refusals.too_large(large)]
             except mailbox.NotFound:
                 abort(404)
         if sent:

@@ -9,8 +9,7 @@ from werkzeug.wrappers import Response
 
 from keydir import mailbox
 from keydir.models import Certificate
-from portal import context
-from portal.auth_views import weak_reason
+from portal import context, refusals
 from portal.forms import (
     ActionForm,
     CertificateForm,
@@ -92,7 +91,7 @@ def password() -> str | Response:
             form.current.errors = [*form.current.errors,
                                    _("The current password is not right.")]
         except mailbox.WeakPassword as weak:
-            form.password.errors = [*form.password.errors, weak_reason(weak)]
+            form.password.errors = [*form.password.errors, refusals.password(weak)]
     if user is None:
         return _page(password_form=form)
     # The new epoch signs out every other device; this one continues in a new session.
@@ -178,10 +177,9 @@ def certificate() -> str | Response:
         try:
             mailbox.upload_certificate(db, context.account(db), content, context.now())
         except mailbox.CertificateRefused as error:
-            refused = str(error)
+            refused = refusals.certificate(error)
     if refused is not None:
-        form.certificate.errors = [*form.certificate.errors, _(
-            "The certificate cannot be used: %(reason)s", reason=refused)]
+        form.certificate.errors = [*form.certificate.errors, refused]
         return _page(certificate_form=form)
     flash(_("Your certificate is saved: from now on, mail to you is encrypted with it "
             "and comes straight to your mailbox."), "success")

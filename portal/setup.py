@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from keydir import mailbox
 from keydir.config import WebSection
-from portal import context, i18n, notices
+from portal import context, i18n
 from portal.auth_views import auth
 from portal.mail_views import mail
 from portal.security import configure_cookies, install_headers
@@ -51,8 +51,6 @@ def install(app: Flask, limiter: Limiter, web: WebSection) -> None:
     # Per client IP, for sign-in, codes, registration and reset. The per-account lock
     # (five failures) stops guessing one password; this stops trying many addresses.
     app.config.setdefault(AUTH_LIMIT_SETTING, web.portal_rate_limit)
-    if web.notice_smtp:
-        app.config.setdefault(notices.SETTING, web.notice_smtp)
     app.config.setdefault("MAX_CONTENT_LENGTH", MAX_UPLOAD)
     # Checked in the portal's own before_request below, not for every blueprint.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)

@@ -133,12 +133,18 @@ def test_tokens_are_stored_hashed_used_once_and_expire(directory, tenant_id):
 def test_weak_passwords_are_refused_with_a_reason(directory, tenant_id):
     (notice, _) = deposit(directory, tenant_id)
     token = link(notice, "register")
-    for weak, reason in (("short1!", "at least 10"), ("eve@partner.example1", "e-mail address"),
-                         ("Password123", "most common"), ("aaaaaaaaaaaa", "different"),
-                         ("onlylowercase", "mix letters")):
+    Reason = mailbox.Reason
+    for weak, reason, params in (
+            ("short1!", Reason.PASSWORD_TOO_SHORT, {"minimum": 10}),
+            ("x1" * 513, Reason.PASSWORD_TOO_LONG, {"maximum": 1024}),
+            ("eve@partner.example1", Reason.PASSWORD_HAS_ADDRESS, {}),
+            ("Password123", Reason.PASSWORD_COMMON, {}),
+            ("aaaaaaaaaaaa", Reason.PASSWORD_FEW_CHARACTERS, {"minimum": 5}),
+            ("onlylowercase", Reason.PASSWORD_ONE_KIND, {"passphrase": 16})):
         with directory.transaction() as session, pytest.raises(mailbox.WeakPassword) as refused:
             mailbox.register(session, token, weak, NOW)
-        assert reason in refused.value.reason
+        assert (refused.value.reason, refused.value.params) == (reason, params)
+        assert str(refused.value)  # the English sentence stays, for logs and the API
     with directory.transaction() as session:
         mailbox.register(session, token, "a long passphrase of words", NOW)
 
@@ -182,10 +188,21 @@ def test_no_enumeration(directory, tenant_id):
                 mailbox.authenticate(session, address, password, NOW)
             answers.append(str(failed.value))
         assert len(set(answers)) == 1
-        assert mailbox.request_reset(session, tenant_id, "nobody@partner.example", NOW,
-                                     URL) == []
-        (reset,) = mailbox.request_reset(session, tenant_id, "eve@partner.example", NOW, URL)
+        mailbox.request_reset(session, directory.master_key, tenant_id,
+                              "nobody@partner.example", NOW, URL)
+        assert mailbox.take_notices(session, directory.master_key) == []  # nothing, no hint
+        mailbox.request_reset(session, directory.master_key, tenant_id, "eve@partner.example",
+                              NOW, URL)
+    # The link waits in the outbox, sealed: the row alone does not give it away.
+    with directory.engine.connect() as connection:
+        (row,) = connection.execute(text("SELECT * FROM portal_outbox")).all()
+    with directory.transaction() as session:
+        (reset,) = mailbox.take_notices(session, directory.master_key)
     token = link(reset, "reset")
+    assert (reset.kind, reset.recipients, reset.internal) == (
+        "reset", ["eve@partner.example"], False)
+    raw = b"".join(value if isinstance(value, bytes) else str(value).encode() for value in row)
+    assert token.rsplit("/", 1)[-1].encode() not in raw and b"/portal/reset/" not in raw
     with directory.transaction() as session, pytest.raises(mailbox.TokenExpired):
         mailbox.reset_password(session, token, "Another-Pass-77", NOW + timedelta(hours=2))
     with directory.transaction() as session:
@@ -233,12 +250,14 @@ def test_read_receipt_once_and_inbox_search_and_sort(directory, tenant_id):
                                   master_key=directory.master_key)
         assert [s.sender_name for s in by_sender] == ["Alice", "Zoe"]
         (found,) = mailbox.inbox(session, eve, query="nightin", master_key=directory.master_key)
-        first = mailbox.open_message(session, directory.master_key, eve, found.public_id, NOW)
-        (receipt,) = first.receipts
+        mailbox.open_message(session, directory.master_key, eve, found.public_id, NOW)
+        (receipt,) = mailbox.take_notices(session, directory.master_key)
         assert receipt.internal and receipt.recipients == ["alice@example.com"]
+        assert receipt.kind == "read_receipt" and receipt.mail_from == ""
         assert "eve@partner.example" in texts(receipt)[0]
         again = mailbox.open_message(session, directory.master_key, eve, found.public_id, NOW)
-        assert again.receipts == [] and not again.summary.unread
+        assert mailbox.take_notices(session, directory.master_key) == []  # read once only
+        assert not again.summary.unread
         assert mailbox.unread_count(session, eve) == 1
 
 
@@ -248,13 +267,17 @@ def test_compose_only_to_internal_recipients_then_taken_by_the_relay(directory, 
     with directory.transaction() as session:
         eve = account(session, eve_id)
         (original,) = mailbox.inbox(session, eve, master_key=directory.master_key)
-        with pytest.raises(mailbox.RecipientNotAllowed):
+        with pytest.raises(mailbox.RecipientNotAllowed) as outside:
             mailbox.compose(session, directory.master_key, eve, to=["friend@gmail.example"],
                             cc=[], subject="Fwd", body_text="look", attachments=[],
                             in_reply_to=None, now=NOW)
-        with pytest.raises(mailbox.RecipientNotAllowed):
+        assert outside.value.reason is mailbox.Reason.RECIPIENT_OUTSIDE
+        assert outside.value.params == {"address": "friend@gmail.example",
+                                        "domains": ["example.com"]}
+        with pytest.raises(mailbox.RecipientNotAllowed) as nobody:
             mailbox.compose(session, directory.master_key, eve, to=[], cc=[], subject="x",
                             body_text="x", attachments=[], in_reply_to=None, now=NOW)
+        assert nobody.value.reason is mailbox.Reason.RECIPIENT_MISSING
         sent = mailbox.compose(
             session, directory.master_key, eve, to=["Alice@example.com"], cc=[],
             subject="Re: Project Nightingale", body_text="Understood — not a word.",
@@ -393,11 +416,15 @@ def test_uploaded_certificate_is_validated_and_then_used(directory, tenant_id, p
     stranger = pki.issue("stranger@partner.example")
     with directory.transaction() as session:
         eve = account(session, eve_id)
-        with pytest.raises(mailbox.CertificateRefused, match="does not chain"):
+        with pytest.raises(mailbox.CertificateRefused, match="does not chain") as untrusted:
             mailbox.upload_certificate(session, eve, eve_cert.cert_pem(), NOW)
+        assert untrusted.value.reason is mailbox.Reason.CERTIFICATE_UNTRUSTED
         trust.add_anchor(session, pki.cert, NOW)
-        with pytest.raises(mailbox.CertificateRefused, match=r"not for eve@partner\.example"):
+        with pytest.raises(mailbox.CertificateRefused,
+                           match=r"not for eve@partner\.example") as other:
             mailbox.upload_certificate(session, eve, stranger.cert_pem(), NOW)
+        assert other.value.reason is mailbox.Reason.CERTIFICATE_OTHER_ADDRESS
+        assert other.value.params == {"address": "eve@partner.example"}
         with pytest.raises(mailbox.CertificateRefused, match="not a certificate"):
             mailbox.upload_certificate(session, eve, b"hello", NOW)
         row = mailbox.upload_certificate(session, eve, eve_cert.cert_pem(), NOW)

@@ -50,8 +50,8 @@ def gateway(tmp_path: Path, database_url: str) -> Iterator[Gateway]:
 
 @pytest.fixture
 def portal_url(gateway: Gateway) -> Iterator[str]:
-    """The real web app on a free port; its notices go to the gateway's inbound listener."""
-    app = make_app(gateway.directory, SEALGATE_NOTICE_SMTP=f"127.0.0.1:{gateway.in_port}")
+    """The real web app on a free port, on the gateway's database (its mails wait there)."""
+    app = make_app(gateway.directory)
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -133,8 +133,8 @@ def test_forced_mail_to_register_read_download_and_reply(gateway, portal_url, br
     expect(page.get_by_text("Your message is on its way.")).to_be_visible()
     context.close()
 
-    # The read receipt went through the gateway's inbound listener; the reply is queued
-    # for the organisation's server by the relay's outbox.
+    # The read receipt and the reply waited in the portal's store; the relay's outbox
+    # queues both for the organisation's server.
     gateway.now = datetime.now(UTC)  # the gateway's clock stood still meanwhile
     assert submit_outgoing(gateway.directory, gateway.now)
     gateway.work()

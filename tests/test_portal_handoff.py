@@ -23,6 +23,7 @@ from relay.models import Direction, QueuedMessage, State
 from relay.portal_outbox import submit_outgoing
 from tests.conftest import credential, message
 from tests.keydir_fixtures import both_databases
+from tests.portal_helpers import link, make_app, message_ids, post_form, register
 from tests.test_relay_flow import Gateway
 
 BODY = b"The merger closes on Friday; keep this to yourself.\r\n"
@@ -227,3 +228,84 @@ def test_a_portal_marker_from_the_internet_is_removed(gateway):
     (delivered,) = gateway.mailserver.messages
     assert b"X-Sealgate-Portal" not in delivered.data
     assert b"Hello Bob" in delivered.data
+
+
+def _registered_reader(gateway: Gateway):
+    """Eve registered through the notification's link, signed in to the real web app."""
+    gateway.send_out(forced(), to=("eve@partner.example",))
+    gateway.work()
+    (notification,) = gateway.internet.messages
+    client = make_app(gateway.directory).test_client()
+    response = register(client, link(notification.data, "register"), PASSWORD)
+    assert response.status_code == 302
+    gateway.internet.messages.clear()
+    gateway.mailserver.messages.clear()  # the "delivered to the portal" receipt
+    return client
+
+
+def _queue_size(gateway: Gateway) -> int:
+    return len(gateway.rows())
+
+
+@both_databases
+def test_reset_requested_while_the_relay_is_idle_is_delivered_later(gateway):
+    client = make_app(gateway.directory).test_client()
+    _registered_reader(gateway)
+    before = _queue_size(gateway)
+    answer = post_form(client, "/portal/reset", {"address": "eve@partner.example"})
+    assert answer.status_code == 200 and "Check your mailbox" in answer.get_data(as_text=True)
+    # Nothing drains the outbox yet: nothing was sent or queued, and the link is kept
+    # sealed in the store.
+    assert gateway.internet.messages == [] and _queue_size(gateway) == before
+    with gateway.directory.engine.connect() as connection:
+        (row,) = connection.execute(text("SELECT * FROM portal_outbox")).all()
+    raw = b"".join(value if isinstance(value, bytes) else str(value).encode() for value in row)
+    assert b"/portal/reset/" not in raw and b"eve@partner.example" in raw
+
+    (queued,) = submit_outgoing(gateway.directory, gateway.now)
+    assert submit_outgoing(gateway.directory, gateway.now) == []  # taken once only
+    gateway.work()
+    (reset,) = gateway.internet.messages  # to the internet, where Eve is
+    assert reset.recipients == ["eve@partner.example"] and reset.mail_from == "<>"
+    assert gateway.mailserver.messages == []
+    path = link(reset.data, "reset")
+    token = path.rsplit("/", 1)[1]
+    assert token.encode() not in raw
+    with gateway.directory.transaction() as session:
+        row = session.get(QueuedMessage, queued)
+        assert row.state is State.DELIVERED and row.direction is Direction.OUTBOUND
+        assert "password-reset link" in row.actions[0]
+    # The link works: a new password, then a sign-in with it.
+    done = post_form(client, path, {"password": "A fresh secret 77",
+                                    "confirm": "A fresh secret 77"})
+    assert done.status_code == 302
+    with gateway.directory.transaction() as session:
+        assert mailbox.authenticate(session, "eve@partner.example", "A fresh secret 77",
+                                    gateway.now)
+
+
+@both_databases
+def test_read_receipt_while_the_relay_is_idle_is_delivered_later(gateway):
+    client = _registered_reader(gateway)
+    before = _queue_size(gateway)
+    inbox = client.get("/portal/inbox").get_data(as_text=True)
+    (public_id,) = message_ids(inbox)
+    assert client.get(f"/portal/m/{public_id}").status_code == 200
+    assert client.get(f"/portal/m/{public_id}").status_code == 200  # read twice, one receipt
+    assert gateway.mailserver.messages == [] and _queue_size(gateway) == before
+    with gateway.directory.engine.connect() as connection:
+        (row,) = connection.execute(text("SELECT * FROM portal_outbox")).all()
+    raw = b"".join(value if isinstance(value, bytes) else str(value).encode() for value in row)
+    assert b"Nightingale" not in raw  # the receipt names the subject: sealed too
+
+    (queued,) = submit_outgoing(gateway.directory, gateway.now)
+    gateway.work()
+    (receipt,) = gateway.mailserver.messages  # via the organisation's own server
+    assert receipt.recipients == ["alice@example.com"] and receipt.mail_from == "<>"
+    assert b"Read in the web portal: Project Nightingale" in receipt.data
+    assert "eve@partner.example" in parts(receipt.data)[1]
+    assert gateway.internet.messages == []
+    with gateway.directory.transaction() as session:
+        row = session.get(QueuedMessage, queued)
+        assert row.state is State.DELIVERED and row.direction is Direction.INBOUND
+        assert row.route == "next-hop:example.com"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from keydir import mailbox
+from keydir.portal_passwords import check_password
+from portal import refusals
 from portal.i18n import LANGUAGES
 from tests.portal_helpers import BOB, link, mail, make_app, make_portal, post_form, register
 
@@ -100,3 +103,43 @@ def test_visitor_picks_a_language_in_the_footer(portal, directory):
         elsewhere.location.endswith("/portal/login")
     assert "evil.example" not in elsewhere.location
     assert client.get("/portal/language/xx").status_code == 302
+
+
+# What each of the store's password reasons shows, in German and English.
+WEAK_PASSWORDS = {
+    "short1!": {"en": "Use at least 10 characters.",
+                "de": "Verwenden Sie mindestens 10 Zeichen."},
+    "bob@partner.example1": {"en": "Do not use your e-mail address in the password.",
+                             "de": "Verwenden Sie Ihre E-Mail-Adresse nicht im Passwort."},
+    "password123": {"en": "This is one of the most common passwords: choose another one.",
+                    "de": "Dies ist eines der häufigsten Passwörter: Wählen Sie ein anderes."},
+    "aaaaaaaaaaaa": {"en": "Use more different characters.",
+                     "de": "Verwenden Sie mehr verschiedene Zeichen."},
+    "onlylowercase": {"en": "Mix letters with digits or symbols, or use a passphrase of 16 "
+                            "characters or more.",
+                      "de": "Mischen Sie Buchstaben mit Ziffern oder Sonderzeichen, oder "
+                            "verwenden Sie eine Passphrase mit 16 oder mehr Zeichen."},
+}
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_each_weak_password_reason_is_told_in_the_persons_language(portal, directory,
+                                                                  language):
+    client = make_app(directory).test_client()
+    headers = {"Accept-Language": language}
+    (notice, *_) = portal.deposit(mail(), [BOB])
+    path = link(notice.data, "register")
+    seen = set()
+    for password, says in WEAK_PASSWORDS.items():
+        response = post_form(client, path, {"password": password, "confirm": password},
+                             headers=headers)
+        page = html.unescape(response.get_data(as_text=True))
+        assert response.status_code == 200 and says[language] in page, password
+        seen.add(says[language])
+    assert len(seen) == len(WEAK_PASSWORDS)  # one distinct message per reason
+    # Too long is stopped by the form before the store; its reason is worded all the same.
+    with pytest.raises(mailbox.WeakPassword) as refused:
+        check_password("x1" * 600, BOB)
+    with make_app(directory).test_request_context(headers=headers):
+        assert refusals.password(refused.value) == {
+            "en": "This password is too long.", "de": "Dieses Passwort ist zu lang."}[language]
