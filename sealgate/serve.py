@@ -34,7 +34,7 @@ from relay.worker_processes import WorkerProcesses
 logger = logging.getLogger("sealgate.serve")
 SIZE_LIMIT = 50 * 1024 * 1024  # announced with SIZE (RFC 1870)
 JOB_INTERVAL = timedelta(hours=1)
-PORTAL_OUTBOX_INTERVAL = 2.0  # seconds between looks for replies written in the portal
+PORTAL_OUTBOX_INTERVAL = 2.0  # seconds between looks for the portal's replies and mails
 SUPERVISE_INTERVAL = 2.0  # seconds between checks that every worker process lives
 
 
@@ -110,7 +110,7 @@ class Gateway:
                 self.pool.supervise()
 
     def _portal_outbox(self) -> None:
-        """Replies written in the portal go to the organisation's server via the queue."""
+        """Replies written in the portal and its own mails (reset links, receipts) are queued."""
         while not self.stop_event.wait(PORTAL_OUTBOX_INTERVAL):
             try:
                 if submit_outgoing(self.directory, datetime.now(UTC)) and self.pool:
