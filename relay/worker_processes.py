@@ -10,7 +10,9 @@ share, exactly as several relay nodes share it.
 - New mail wakes one idle worker (a cross-process semaphore, one token per queued
   message up to the number of worker threads): no polling delay, and not every worker
   rushing at the queue for each message (on SQLite each look is a write lock).
-- Stopping: the parent sets the stop event; every worker finishes the message in hand.
+- Stopping: the parent sends SIGTERM; every worker finishes the message in hand. (Not a
+  shared event: setting a multiprocessing event waits for every process that waits on
+  it, and one that was killed meanwhile would make the gateway hang on stopping.)
 - A parent that dies (even ``kill -9``) is noticed within a second: its workers stop
   after the message in hand, so an orphaned worker never runs on beside a restart.
 - A worker process that dies is started again by :meth:`WorkerProcesses.supervise`.
@@ -25,7 +27,6 @@ import os
 import signal
 import threading
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as ProcessEvent
 from multiprocessing.synchronize import Semaphore
 
 from keydir.config import Config
@@ -67,20 +68,25 @@ class WakeOne:
             self.tokens.release()
 
 
-def _watch_parent(parent: int, stop: ProcessEvent, stopping: threading.Event,
-                  wake: WakeOne) -> None:
-    """Turn "the gateway asked us to stop" or "the gateway is gone" into ``stopping``."""
-    while not stop.wait(PARENT_CHECK):
+def _watch_parent(parent: int, stopping: threading.Event, wake: WakeOne) -> None:
+    """Turn "the gateway is gone" into ``stopping``."""
+    while not stopping.wait(PARENT_CHECK):
         if os.getppid() != parent:
             logger.warning("the gateway process %s is gone: stopping", parent)
-            break
+            _stop(stopping, wake)
+
+
+def _stop(stopping: threading.Event, wake: WakeOne) -> None:
     stopping.set()
     wake.wake_all()  # the worker threads wait on it: let them see ``stopping`` now
 
 
 def run_worker_process(config: Config, node: str, number: int, threads: int, parent: int,
-                       stop: ProcessEvent, wake: WakeOne) -> None:
-    """A worker process's life: open the directory, work until told to stop or orphaned."""
+                       wake: WakeOne) -> None:
+    """A worker process's life: open the directory, work until SIGTERM or orphaned."""
+    stopping = threading.Event()
+    # SIGTERM (from the gateway): finish the message in hand, then end.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: _stop(stopping, wake))
     # Ctrl-C reaches the whole process group; the gateway decides when workers stop,
     # so that it can close the listeners first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -90,8 +96,7 @@ def run_worker_process(config: Config, node: str, number: int, threads: int, par
     # out of the cyclic collector, whose full passes over it stalled every message in
     # hand for about 100 ms.
     gc.freeze()
-    stopping = threading.Event()
-    watcher = threading.Thread(target=_watch_parent, args=(parent, stop, stopping, wake),
+    watcher = threading.Thread(target=_watch_parent, args=(parent, stopping, wake),
                                name="parent-watch", daemon=True)
     watcher.start()
     workers = [threading.Thread(
@@ -115,7 +120,7 @@ class WorkerProcesses:
         # "spawn": the gateway runs threads (listeners, web), which fork would copy
         # half-way; a fresh interpreter opens its own database connections.
         self._context = multiprocessing.get_context("spawn")
-        self.stop_event: ProcessEvent = self._context.Event()
+        self.stopping = False
         self.wake_one = WakeOne(self._context.Semaphore(0), processes * threads)
         self.processes: list[BaseProcess] = []
 
@@ -127,7 +132,7 @@ class WorkerProcesses:
         process = self._context.Process(
             target=run_worker_process, name=f"sealgate-worker-{number}",
             args=(self.config, self.node, number, self.threads, os.getpid(),
-                  self.stop_event, self.wake_one),
+                  self.wake_one),
             daemon=True)  # never outlive a gateway that exits normally
         process.start()
         return process
@@ -140,7 +145,7 @@ class WorkerProcesses:
         """Start again any worker process that died; returns how many were restarted."""
         restarted = 0
         for number, process in enumerate(self.processes):
-            if not process.is_alive() and not self.stop_event.is_set():
+            if not process.is_alive() and not self.stopping:
                 logger.error("worker process %s ended (exit code %s): starting it again",
                              process.name, process.exitcode)
                 self.processes[number] = self._spawn(number)
@@ -149,12 +154,14 @@ class WorkerProcesses:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask every worker to finish the message in hand and end; wait for them."""
-        self.stop_event.set()
-        self.wake_one.wake_all()
+        self.stopping = True
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the worker's signal to finish and end
         for process in self.processes:
             process.join(timeout)
             if process.is_alive():  # stuck on a server that does not answer
-                logger.warning("worker process %s did not stop in %.0f s: terminating",
+                logger.warning("worker process %s did not stop in %.0f s: killing it",
                                process.name, timeout)
-                process.terminate()
+                process.kill()
                 process.join(5)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -120,6 +121,23 @@ def test_a_dead_worker_process_is_started_again(gateway_directory, sink):
     finally:
         pool.stop()
     assert pool.supervise() == 0  # stopping on purpose is not a death to repair
+
+
+@pytest.mark.slow
+def test_stopping_does_not_hang_on_a_worker_process_killed_meanwhile(gateway_directory):
+    pool = WorkerProcesses(gateway_directory.config, "test-node", processes=2, threads=1)
+    pool.start()
+    time.sleep(3)  # both are up and waiting for mail
+    victim, survivor = pool.processes
+    victim.kill()  # SIGKILL in the middle of waiting
+    victim.join(10)
+    stopper = threading.Thread(target=pool.stop, daemon=True)
+    started = time.monotonic()
+    stopper.start()
+    stopper.join(20)
+    assert not stopper.is_alive(), "stopping the worker processes hung"
+    assert time.monotonic() - started < 10
+    assert survivor.exitcode == 0  # it finished on SIGTERM, it was not killed
 
 
 @pytest.mark.slow
