@@ -39,7 +39,7 @@ from typing import Any
 import pyotp
 from cryptography import x509
 from sqlalchemy import and_, delete, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 import smime
 from keydir import certificates, mailbox_outbox, portal_notice
@@ -666,10 +666,14 @@ def unread_count(session: Session, account: PortalAccount) -> int:
         PortalMessage.read_at.is_(None))).all())
 
 
-def _own_message(session: Session, account: PortalAccount, public_id: str) -> PortalMessage:
+def _own_message(session: Session, account: PortalAccount, public_id: str, *,
+                 with_data: bool = False) -> PortalMessage:
     # The account is part of the lookup: another account's public id is simply not found.
-    row = session.scalar(select(PortalMessage).where(PortalMessage.public_id == public_id,
-                                                     PortalMessage.account_id == account.id))
+    query = select(PortalMessage).where(PortalMessage.public_id == public_id,
+                                        PortalMessage.account_id == account.id)
+    if with_data:  # in the same statement, not a second round trip
+        query = query.options(undefer(PortalMessage.data_sealed))
+    row = session.scalar(query)
     if row is None:
         raise NotFound()
     return row
@@ -679,7 +683,7 @@ def open_message(session: Session, master_key: MasterKey, account: PortalAccount
                  public_id: str, now: datetime) -> StoredMessage:
     """The message (only the account's own), marked read; on the first reading a "read"
     receipt for an internal sender goes into the outbox (if the tenant wants them)."""
-    row = _own_message(session, account, public_id)
+    row = _own_message(session, account, public_id, with_data=True)
     data = master_key.open(row.data_sealed, _data_context(row.public_id))
     if row.folder == "inbox" and row.read_at is None:
         row.read_at = now
@@ -799,6 +803,7 @@ def take_outgoing(session: Session, master_key: MasterKey, limit: int = 50) -> l
     in the same transaction (so a message is either queued or still outgoing, never lost)."""
     rows = session.scalars(
         select(PortalMessage).where(PortalMessage.state == "outgoing")
+        .options(undefer(PortalMessage.data_sealed))
         .order_by(PortalMessage.id).limit(limit).with_for_update(skip_locked=True)).all()
     taken: list[Outgoing] = []
     for row in rows:

@@ -121,7 +121,9 @@ class PortalMessage(Base):
     to: Mapped[list[str]] = mapped_column(JSON, default=list)
     cc: Mapped[list[str]] = mapped_column(JSON, default=list)
     subject_sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    data_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    # Loaded only when the message itself is read: a folder listing needs the headers of a
+    # hundred messages, not a megabyte of sealed bodies.
+    data_sealed: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

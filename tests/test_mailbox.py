@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from keydir import certificates, jobs, mailbox, tenancy, trust
 from keydir.mailbox_models import PortalAccount, PortalMessage
@@ -470,3 +470,30 @@ def test_policy_changes_are_checked(directory, tenant_id):
 ])
 def test_attachment_names_are_never_paths(given, safe):
     assert mailbox.safe_filename(given) == safe
+
+
+@both_databases
+def test_listing_a_folder_never_loads_the_sealed_bodies(directory, tenant_id):
+    eve_id = registered(directory, tenant_id)
+    deposit(directory, tenant_id)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(directory.engine, "before_cursor_execute", seen)
+    try:
+        with directory.transaction() as session:
+            eve = account(session, eve_id)
+            listed = mailbox.inbox(session, eve, master_key=directory.master_key)
+            assert len(listed) == 2
+            assert not any("data_sealed" in statement for statement in statements)
+            statements.clear()
+            opened = mailbox.open_message(session, directory.master_key, eve,
+                                          listed[0].public_id, NOW)
+            assert BODY in opened.data
+            # The body comes with the row in one statement, not in a second round trip.
+            assert sum("data_sealed" in statement and statement.lstrip().startswith("SELECT")
+                       for statement in statements) == 1
+    finally:
+        event.remove(directory.engine, "before_cursor_execute", seen)
