@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response
 from keydir import mailbox
 from portal import context, reading, refusals
 from portal.forms import ComposeForm
-from portal.sanitise import sanitise
+from portal.sanitise import has_remote_images, sanitise
 
 mail = Blueprint("portal_mail", __name__, url_prefix="/portal")
 
@@ -92,10 +92,10 @@ def message(public_id: str) -> str:
     opened = _open(public_id)
     parsed = reading.read(opened.data)
     show_images = request.args.get("images") == "1"
-    blocked = sanitise(parsed.html, show_images=False).blocked_images if parsed.html else 0
     return render_template("portal/message.html", summary=opened.summary, parsed=parsed,
                            public_id=public_id, show_images=show_images,
-                           blocked_images=blocked, brand=context.load_brand())
+                           remote_images=bool(parsed.html and has_remote_images(parsed.html)),
+                           brand=context.load_brand())
 
 
 @mail.get("/m/<public_id>/body")

@@ -9,8 +9,10 @@ two fences, so a gap in one is not a hole.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from html import unescape
 from typing import Any
 
 import tinycss2
@@ -138,6 +140,18 @@ class _ImageFilter:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return _drop_empty_images(self.source)
+
+
+_REMOTE_IMAGE = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']?\s*https?://", re.IGNORECASE)
+
+
+def has_remote_images(html: str) -> bool:
+    """Whether the reading page should offer "show images", without sanitising twice.
+
+    The page only needs a yes or no; the sandboxed body document does the real work. Read
+    generously (entities decoded): offering the button once too often is harmless.
+    """
+    return _REMOTE_IMAGE.search(unescape(html)) is not None
 
 
 def sanitise(html: str, *, show_images: bool) -> SanitisedHtml:

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 import pytest
 
 from portal.reading import attachment, download_type, read, safe_filename
-from portal.sanitise import sanitise
+from portal.sanitise import has_remote_images, sanitise
 
 
 @pytest.mark.parametrize("hostile", [
@@ -105,3 +105,20 @@ def test_held_back_image_shows_its_alternative_text_escaped():
     clean = sanitise('<p>Hi<img src="https://a.example/logo.png" alt="<b>Logo</b>"></p>',
                      show_images=False).html
     assert clean == "<p>Hi[&lt;b&gt;Logo&lt;/b&gt;]</p>"
+
+
+@pytest.mark.parametrize(("html", "offered"), [
+    ('<p>hi</p><img src="https://tracker.example/p.gif">', True),
+    ("<IMG alt=x SRC=http://tracker.example/p.gif>", True),
+    ('<img src="data:image/png;base64,iVBORw0KGgo=">', False),
+    ('<a href="https://example.com">no image</a>', False),
+])
+def test_show_images_offered_exactly_when_the_sanitiser_holds_one_back(html, offered):
+    assert has_remote_images(html) is offered
+    assert (sanitise(html, show_images=False).blocked_images > 0) is offered
+
+
+def test_an_image_address_hidden_in_entities_never_loads():
+    html = '<img src="&#104;ttps://tracker.example/p.gif">'
+    assert has_remote_images(html)  # the button is offered generously ...
+    assert "tracker" not in sanitise(html, show_images=True).html  # ... it loads nothing
