@@ -54,7 +54,11 @@ class WakeOne:
         self.capacity = capacity  # more tokens than waiting threads would only spin
 
     def set(self) -> None:
-        if self.tokens.get_value() < self.capacity:
+        try:
+            full = self.tokens.get_value() >= self.capacity
+        except NotImplementedError:  # macOS has no sem_getvalue: an extra token only spins
+            full = False
+        if not full:
             self.tokens.release()
 
     def wait(self, timeout: float | None = None) -> bool:
