@@ -98,10 +98,12 @@ def read(data: bytes) -> ReadableMessage:
     text = html = None
     attachments: list[Attachment] = []
     for number, part in enumerate(_leaves(message)):
+        # Each header access re-parses it (policy.default): look at every part once.
         kind = part.get_content_type()
-        if not _is_attachment(part) and kind == "text/plain" and text is None:
+        inline = kind in ("text/plain", "text/html") and not _is_attachment(part)
+        if inline and kind == "text/plain" and text is None:
             text = _text_of(part)
-        elif not _is_attachment(part) and kind == "text/html" and html is None:
+        elif inline and kind == "text/html" and html is None:
             html = _text_of(part)
         elif part is not message or part.get_filename():
             content = _content(part)
