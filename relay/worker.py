@@ -9,13 +9,16 @@ message with the error for a person to look at: nothing is ever dropped silently
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keydir.service import Directory
@@ -28,6 +31,17 @@ from relay.queue import WORKABLE, claim, defer, enqueue, log, release
 logger = logging.getLogger("sealgate.relay.worker")
 Clock = Callable[[], datetime]
 MAX_AGE = timedelta(days=5)
+# Messages claimed and handled together: commits and flushes are per batch. Small enough
+# that a message waits little for the others of its batch at moderate rates.
+BATCH = 20
+
+
+@dataclass
+class Attempt:
+    """A delivery attempt's outcome, kept apart from recording it."""
+
+    result: delivery.Result
+    hosts: list[tuple[str, int]]
 
 
 def _utc_now() -> datetime:
@@ -56,9 +70,9 @@ class Worker:
 
     def run_once(self) -> int:
         """Process every message due now; returns how many were handled."""
-        ids = claim(self.directory.sessions, self.name, self.clock())
-        for message_id in ids:
-            self.handle(message_id)
+        ids = claim(self.directory.sessions, self.name, self.clock(), limit=BATCH)
+        if ids:
+            self.handle_batch(ids)
         return len(ids)
 
     def run_forever(self, stop: threading.Event, wake: Wake | None = None,
@@ -78,6 +92,73 @@ class Worker:
                     self.connections.close()
                 wake.clear()
         self.connections.close()
+
+    def handle_batch(self, ids: list[int]) -> None:
+        """A claimed batch: the pipeline for each, then delivery, one transaction each.
+
+        Commits, flushes and the load of the rows are per batch instead of per message.
+        Isolation stays per message: if anything in the batch's pipeline transaction fails
+        unexpectedly, that transaction is rolled back (nothing of it was sent) and the
+        messages are handled one by one, so that only the faulty one is parked. Delivery
+        attempts are made once; their results are recorded together, and one by one only
+        if recording them together fails.
+        """
+        with self.directory.sessions() as session:
+            try:
+                with session.begin():
+                    rows = session.scalars(
+                        select(QueuedMessage).where(QueuedMessage.id.in_(ids))
+                        .order_by(QueuedMessage.id)).all()
+                    due: list[QueuedMessage] = []
+                    for row in rows:
+                        if row.claimed_by != self.name or row.state not in WORKABLE:
+                            continue  # not ours, or done already: never send a message twice
+                        if row.state is State.QUEUED:
+                            due.extend(self._process(session, row))
+                        else:
+                            due.append(row)
+            except Exception:
+                logger.warning("a message of the batch %s failed: handling them one by one",
+                               ids, exc_info=True)
+                for message_id in ids:
+                    self.handle(message_id)
+                return
+            self._deliver_all(session, due)
+
+    def _deliver_all(self, session: Session, rows: list[QueuedMessage]) -> None:
+        """Send each row, then record every result in one transaction."""
+        outcomes: list[tuple[QueuedMessage, Attempt | Exception]] = []
+        with session.begin():  # reads only (a tenant's next hop)
+            for row in rows:
+                try:
+                    outcomes.append((row, self._attempt(session, row)))
+                except Exception as exc:  # a bug, not a mail problem: park this one
+                    logger.exception("message %s parked", row.id)
+                    outcomes.append((row, exc))
+        ids = [row.id for row, _ in outcomes]  # read now: a rollback expires the rows
+        try:
+            with session.begin():
+                for row, outcome in outcomes:
+                    self._record(session, row, outcome)
+        except Exception:
+            # Rolled back (the rows are read again); each result in a transaction of its
+            # own, so that one that cannot be recorded parks only its message.
+            logger.warning("recording a batch's delivery results failed: one by one",
+                           exc_info=True)
+            for (row, outcome), row_id in zip(outcomes, ids, strict=True):
+                try:
+                    with session.begin():
+                        self._record(session, row, outcome)
+                except Exception as exc:
+                    logger.exception("message %s parked", row_id)
+                    self._park(row_id, exc)
+
+    def _record(self, session: Session, row: QueuedMessage,
+                outcome: Attempt | Exception) -> None:
+        if isinstance(outcome, Exception):
+            self._mark_parked(row, outcome)
+        else:
+            self._apply(session, row, outcome)
 
     def handle(self, message_id: int) -> None:
         # One session for the message and its copies: the copies, made and leased to us
@@ -109,12 +190,14 @@ class Worker:
     def _park(self, message_id: int, exc: BaseException) -> None:
         with self.directory.transaction() as session:
             row = session.get(QueuedMessage, message_id)
-            if row is None:
-                return
-            row.state = State.PARKED
-            row.last_error = "".join(traceback.format_exception_only(exc)).strip()
-            log(row, f"parked after an unexpected error: {row.last_error}")
-            release(row, self.clock())
+            if row is not None:
+                self._mark_parked(row, exc)
+
+    def _mark_parked(self, row: QueuedMessage, exc: BaseException) -> None:
+        row.state = State.PARKED
+        row.last_error = "".join(traceback.format_exception_only(exc)).strip()
+        log(row, f"parked after an unexpected error: {row.last_error}")
+        release(row, self.clock())
 
     # --- pipeline ---------------------------------------------------------------------
 
@@ -186,18 +269,28 @@ class Worker:
         return any(domain_of(r.lower()) in required for r in row.recipients)
 
     def _deliver(self, session: Session, row: QueuedMessage) -> None:
-        now = self.clock()
+        self._apply(session, row, self._attempt(session, row))
+
+    def _attempt(self, session: Session, row: QueuedMessage) -> Attempt:
+        """Send the row to its next hop; what each recipient's server said."""
         try:
             hosts = self._hosts(session, row)
         except delivery.RouteError as exc:
             result = delivery.Result()
             target = result.permanent if exc.permanent else result.temporary
             target.update({r: str(exc) for r in row.recipients})
-        else:
-            result = delivery.send(hosts, row.mail_from, row.recipients, row.data,
-                                   timeout=self.smtp_timeout,
-                                   require_tls=self._requires_tls(row),
-                                   connections=self.connections)
+            return Attempt(result, [])
+        return Attempt(delivery.send(hosts, row.mail_from, row.recipients, row.data,
+                                     timeout=self.smtp_timeout,
+                                     require_tls=self._requires_tls(row),
+                                     connections=self.connections), hosts)
+
+    def _apply(self, session: Session, row: QueuedMessage, attempt: Attempt) -> None:
+        """The row's new state after a delivery attempt (and a DSN for what failed)."""
+        now = self.clock()
+        # A copy: what the attempt changes is not shared with a retry of recording it.
+        result = dataclasses.replace(attempt.result, temporary=dict(attempt.result.temporary))
+        hosts = attempt.hosts
         if result.delivered:
             log(row, f"delivered to {', '.join(result.delivered)} via "
                      f"{hosts[0][0] if hosts else '?'}")
