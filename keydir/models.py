@@ -58,6 +58,18 @@ class CertificateKind(enum.StrEnum):
     PARTNER_DOMAIN = "partner-domain"  # a partner's domain certificate, entered by an admin
 
 
+class Reseller(Base):
+    """A partner hosting several tenants under its own brand (seed: white label for system
+    houses); its volume tier is computed on the sum over all its tenants."""
+
+    __tablename__ = "resellers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Tenant(Base):
     __tablename__ = "tenants"
 
@@ -65,6 +77,10 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A reseller's tenants share its volume tier.
+    reseller_id: Mapped[int | None] = mapped_column(
+        ForeignKey("resellers.id", ondelete="SET NULL", name="fk_tenants_reseller"),
+        nullable=True)
 
     domains: Mapped[list[Domain]] = relationship(back_populates="tenant")
 

@@ -11,12 +11,13 @@ import os
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from keydir.errors import Conflict, NotFound, Refused
 from keydir.events import record
 from keydir.models import Domain, Tenant, User
+from keydir.usage_models import ParticipationPeriod
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -137,6 +138,9 @@ def add_user(session: Session, address: str, now: datetime, actor: str = "system
         user = User(tenant_id=domain.tenant_id, domain_id=domain.id, address=address,
                     participating=True, created_at=now)
         session.add(user)
+    # Billing counts a user in every month a period overlaps (keydir.usage_models).
+    session.add(ParticipationPeriod(tenant_id=domain.tenant_id, address=address,
+                                    started_at=now, ended_at=None))
     session.flush()
     record(session, now, "user.added", address, tenant_id=domain.tenant_id, actor=actor)
     return user
@@ -147,6 +151,9 @@ def remove_user(session: Session, address: str, now: datetime, actor: str = "sys
     if not user.participating:
         raise Conflict(f"{user.address} is not participating (removed already)")
     user.participating, user.removed_at = False, now
+    session.execute(update(ParticipationPeriod).where(
+        ParticipationPeriod.address == user.address, ParticipationPeriod.ended_at.is_(None))
+        .values(ended_at=now))
     record(session, now, "user.removed", user.address, tenant_id=user.tenant_id, actor=actor)
     return user
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-import keydir.mailbox_models  # noqa: F401 - the portal's tables share the metadata
 import relay.models  # noqa: F401 - the relay's tables share the metadata
+
+# The portal's, billing's and directory import's tables share the metadata.
+from keydir import mailbox_models, usage_models  # noqa: F401
 from keydir.models import Base
 
 engine = context.config.attributes["engine"]
