@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, redirect, url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
@@ -67,6 +67,8 @@ def create_app(test_config: Mapping[str, Any] | None = None,
                           "'redis://127.0.0.1:6379' with 'pip install limits[redis]')") from exc
     app.extensions["sealgate.limiter"] = limiter
     app.register_blueprint(web.keys)
+    # Someone typing the bare host name lands where a person can do something.
+    app.add_url_rule("/", "front_door", lambda: redirect(url_for("portal_mail.home")))
     return app
 
 

@@ -249,3 +249,10 @@ def test_pages_need_a_sign_in(portal, client):
     for path in ("/portal/inbox", "/portal/compose", "/portal/settings"):
         response = client.get(path)
         assert response.status_code == 302 and "/portal/login" in response.location
+
+
+def test_the_bare_host_name_leads_to_the_sign_in(client):
+    front = client.get("/")
+    assert front.status_code == 302 and front.headers["Location"].endswith("/portal/")
+    inbox = client.get("/portal/", follow_redirects=True)
+    assert inbox.status_code == 200 and 'name="password"' in inbox.get_data(as_text=True)
