@@ -9,9 +9,11 @@ statements without the row locks, which it does not have.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.models import Direction, QueuedMessage, State
@@ -61,6 +63,82 @@ def enqueue_received(connection: Connection, direction: Direction, mail_from: st
     }).scalar_one()
 
 
+@dataclass
+class Entry:
+    """A queue row in a worker's hands, as plain values: the claim returns it, and what
+    the worker changes goes back in one statement for a whole batch (``write_back``).
+
+    The worker's hot path uses these instead of ORM objects: the ORM's unit of work (its
+    identity map, change tracking and one flush per message) cost more than the
+    statements themselves.
+    """
+
+    id: int
+    direction: Direction
+    tenant_id: int | None
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+    state: State
+    attempts: int
+    next_attempt_at: datetime
+    claimed_by: str
+    claimed_until: datetime | None
+    last_error: str
+    actions: list[str]
+    route: str
+    created_at: datetime
+    updated_at: datetime
+
+    def changeable(self) -> Entry:
+        """A copy to change: the original stays as read, should writing the copy fail."""
+        return Entry(**{**vars(self), "recipients": list(self.recipients),
+                        "actions": list(self.actions)})
+
+
+_TABLE = QueuedMessage.__table__
+_ENTRY_COLUMNS = [_TABLE.c[f.name] for f in fields(Entry)]
+# What a worker may change on a row it holds; everything else is fixed at insert.
+_WRITABLE = ("recipients", "state", "attempts", "next_attempt_at", "claimed_by",
+             "claimed_until", "last_error", "actions", "updated_at")
+# Built once: executed with new values each time, their compiled form is reused as is.
+_WRITE_BACK = (update(_TABLE).where(_TABLE.c.id == bindparam("entry_id"))
+               .values({name: bindparam(f"new_{name}") for name in _WRITABLE}))
+_INSERT_ENTRIES = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+
+
+def write_back(connection: Connection, entries: Sequence[Entry]) -> None:
+    """Store what changed on these rows: one statement, executed for all of them."""
+    if entries:
+        connection.execute(_WRITE_BACK, [
+            {"entry_id": entry.id, **{f"new_{name}": getattr(entry, name) for name in _WRITABLE}}
+            for entry in entries])
+
+
+def new_row(direction: Direction, mail_from: str, recipients: Sequence[str], data: bytes,
+            now: datetime, *, tenant_id: int | None, parent_id: int | None, state: State,
+            route: str = "", actions: Sequence[str] = (), claimed_by: str = "",
+            client: str = "") -> dict[str, Any]:
+    """The values of a new queue row, for ``insert_rows``."""
+    return {
+        "direction": direction, "tenant_id": tenant_id, "parent_id": parent_id,
+        "mail_from": mail_from, "recipients": list(recipients), "data": data,
+        "size": len(data), "client": client, "state": state, "attempts": 0,
+        "next_attempt_at": now, "claimed_by": claimed_by,
+        "claimed_until": now + LEASE if claimed_by else None, "last_error": "",
+        "actions": list(actions), "route": route, "created_at": now, "updated_at": now}
+
+
+def insert_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Entry]:
+    """Insert new rows (one statement for all of them); each as an ``Entry``."""
+    if not rows:
+        return []
+    ids = connection.execute(_INSERT_ENTRIES, list(rows)).scalars().all()
+    names = [f.name for f in fields(Entry) if f.name != "id"]
+    return [Entry(id=row_id, **{name: row[name] for name in names})
+            for row_id, row in zip(ids, rows, strict=True)]
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     """Workable, due, and not leased to a live worker."""
     return and_(QueuedMessage.state.in_(WORKABLE), QueuedMessage.next_attempt_at <= now,
@@ -68,8 +146,8 @@ def _due(now: datetime) -> ColumnElement[bool]:
 
 
 def claim(sessions: sessionmaker[Session], worker: str, now: datetime,
-          limit: int = 10) -> list[int]:
-    """Ids of due messages now leased to ``worker`` (committed before returning).
+          limit: int = 10) -> list[Entry]:
+    """Due messages now leased to ``worker`` (committed before returning), by id.
 
     One statement: the candidates are chosen and leased together, and the lease is taken
     only while a row is still due. (Checking the lease alone is not enough: a message
@@ -82,13 +160,12 @@ def claim(sessions: sessionmaker[Session], worker: str, now: datetime,
                   .with_for_update(skip_locked=True))  # PostgreSQL; SQLite locks the file
     with sessions() as session, session.begin():
         claimed = session.execute(
-            update(QueuedMessage)
-            .where(QueuedMessage.id.in_(candidates), _due(now))
+            update(_TABLE)
+            .where(_TABLE.c.id.in_(candidates), _due(now))
             .values(claimed_by=worker, claimed_until=now + LEASE)
-            .returning(QueuedMessage.id)
-            .execution_options(synchronize_session=False)
-        ).scalars().all()
-    return sorted(claimed)
+            .returning(*_ENTRY_COLUMNS)
+        ).all()
+    return sorted((Entry(*row) for row in claimed), key=lambda entry: entry.id)
 
 
 def release_node(sessions: sessionmaker[Session], node: str) -> int:
@@ -100,11 +177,11 @@ def release_node(sessions: sessionmaker[Session], node: str) -> int:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def release(row: QueuedMessage, now: datetime) -> None:
+def release(row: QueuedMessage | Entry, now: datetime) -> None:
     row.claimed_by, row.claimed_until, row.updated_at = "", None, now
 
 
-def defer(row: QueuedMessage, now: datetime, error: str) -> None:
+def defer(row: QueuedMessage | Entry, now: datetime, error: str) -> None:
     """A temporary failure: try again later, further apart each time."""
     row.attempts += 1
     row.last_error = error
@@ -113,7 +190,7 @@ def defer(row: QueuedMessage, now: datetime, error: str) -> None:
     release(row, now)
 
 
-def log(row: QueuedMessage, action: str) -> None:
+def log(row: QueuedMessage | Entry, action: str) -> None:
     row.actions = [*row.actions, action]
 
 

@@ -16,9 +16,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from keydir.service import Directory
@@ -26,14 +26,24 @@ from keydir.tenancy import domain_of, find_domain
 from relay import delivery, pipeline
 from relay.dsn import build_dsn
 from relay.models import Direction, QueuedMessage, State
-from relay.queue import WORKABLE, claim, defer, enqueue, log, release
+from relay.queue import (
+    Entry,
+    claim,
+    defer,
+    insert_rows,
+    log,
+    new_row,
+    release,
+    write_back,
+)
 
 logger = logging.getLogger("sealgate.relay.worker")
 Clock = Callable[[], datetime]
 MAX_AGE = timedelta(days=5)
-# Messages claimed and handled together: commits and flushes are per batch. Small enough
-# that a message waits little for the others of its batch at moderate rates.
+# Messages claimed and handled together: statements and commits are per batch. Small
+# enough that a message waits little for the others of its batch at moderate rates.
 BATCH = 20
+NewRow = dict[str, Any]
 
 
 @dataclass
@@ -69,11 +79,11 @@ class Worker:
     # --- the loop -------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Process every message due now; returns how many were handled."""
-        ids = claim(self.directory.sessions, self.name, self.clock(), limit=BATCH)
-        if ids:
-            self.handle_batch(ids)
-        return len(ids)
+        """Process every message due now (a batch at a time); returns how many were handled."""
+        entries = claim(self.directory.sessions, self.name, self.clock(), limit=BATCH)
+        if entries:
+            self.handle_batch(entries)
+        return len(entries)
 
     def run_forever(self, stop: threading.Event, wake: Wake | None = None,
                     idle: float = 1.0) -> None:
@@ -93,99 +103,88 @@ class Worker:
                 wake.clear()
         self.connections.close()
 
-    def handle_batch(self, ids: list[int]) -> None:
-        """A claimed batch: the pipeline for each, then delivery, one transaction each.
+    def handle_batch(self, entries: list[Entry]) -> None:
+        """A claimed batch: the pipeline for each, then delivery; a transaction for each.
 
-        Commits, flushes and the load of the rows are per batch instead of per message.
-        Isolation stays per message: if anything in the batch's pipeline transaction fails
-        unexpectedly, that transaction is rolled back (nothing of it was sent) and the
-        messages are handled one by one, so that only the faulty one is parked. Delivery
-        attempts are made once; their results are recorded together, and one by one only
-        if recording them together fails.
+        The rows come from the claim, their changes and the copies go back in one
+        statement each, and delivery results are recorded together. Isolation stays per
+        message: if anything in the batch's pipeline transaction fails unexpectedly, it is
+        rolled back (nothing of it was sent) and the messages are handled one by one, so
+        that only the faulty one is parked. Delivery attempts are made once; their results
+        are recorded together, and one by one only if recording them together fails.
         """
         with self.directory.sessions() as session:
             try:
                 with session.begin():
-                    rows = session.scalars(
-                        select(QueuedMessage).where(QueuedMessage.id.in_(ids))
-                        .order_by(QueuedMessage.id)).all()
-                    due: list[QueuedMessage] = []
-                    for row in rows:
-                        if row.claimed_by != self.name or row.state not in WORKABLE:
-                            continue  # not ours, or done already: never send a message twice
-                        if row.state is State.QUEUED:
-                            due.extend(self._process(session, row))
-                        else:
-                            due.append(row)
-            except Exception:
+                    due = self._process_all(session, entries)
+            except Exception as exc:
+                if len(entries) == 1:  # a bug, not a mail problem: park the message, keep it
+                    logger.exception("message %s parked", entries[0].id)
+                    self._park(entries[0].id, exc)
+                    return
                 logger.warning("a message of the batch %s failed: handling them one by one",
-                               ids, exc_info=True)
-                for message_id in ids:
-                    self.handle(message_id)
+                               [entry.id for entry in entries], exc_info=True)
+                for entry in entries:
+                    self.handle_batch([entry])
                 return
             self._deliver_all(session, due)
 
-    def _deliver_all(self, session: Session, rows: list[QueuedMessage]) -> None:
-        """Send each row, then record every result in one transaction."""
-        outcomes: list[tuple[QueuedMessage, Attempt | Exception]] = []
+    def _process_all(self, session: Session, entries: list[Entry]) -> list[Entry]:
+        """The pipeline for each queued entry; returns what is to be delivered now."""
+        processed: list[Entry] = []
+        new_rows: list[NewRow] = []
+        due: list[Entry] = []
+        for entry in entries:
+            if entry.state is State.QUEUED:
+                changed, rows = self._process(session, entry)
+                processed.append(changed)
+                new_rows.extend(rows)
+            else:
+                due.append(entry)
+        connection = session.connection()
+        write_back(connection, processed)
+        due.extend(row for row in insert_rows(connection, new_rows) if row.state is State.READY)
+        return due
+
+    def _deliver_all(self, session: Session, entries: list[Entry]) -> None:
+        """Send each entry, then record every result in one transaction."""
+        outcomes: list[tuple[Entry, Attempt | Exception]] = []
         with session.begin():  # reads only (a tenant's next hop)
-            for row in rows:
+            for entry in entries:
                 try:
-                    outcomes.append((row, self._attempt(session, row)))
+                    outcomes.append((entry, self._attempt(session, entry)))
                 except Exception as exc:  # a bug, not a mail problem: park this one
-                    logger.exception("message %s parked", row.id)
-                    outcomes.append((row, exc))
-        ids = [row.id for row, _ in outcomes]  # read now: a rollback expires the rows
+                    logger.exception("message %s parked", entry.id)
+                    outcomes.append((entry, exc))
         try:
             with session.begin():
-                for row, outcome in outcomes:
-                    self._record(session, row, outcome)
+                self._record(session.connection(), outcomes)
         except Exception:
-            # Rolled back (the rows are read again); each result in a transaction of its
-            # own, so that one that cannot be recorded parks only its message.
+            # Rolled back; each result in a transaction of its own, so that one that cannot
+            # be recorded parks only its message. (Nothing is sent again.)
             logger.warning("recording a batch's delivery results failed: one by one",
                            exc_info=True)
-            for (row, outcome), row_id in zip(outcomes, ids, strict=True):
+            for outcome in outcomes:
                 try:
                     with session.begin():
-                        self._record(session, row, outcome)
+                        self._record(session.connection(), [outcome])
                 except Exception as exc:
-                    logger.exception("message %s parked", row_id)
-                    self._park(row_id, exc)
+                    logger.exception("message %s parked", outcome[0].id)
+                    self._park(outcome[0].id, exc)
 
-    def _record(self, session: Session, row: QueuedMessage,
-                outcome: Attempt | Exception) -> None:
-        if isinstance(outcome, Exception):
-            self._mark_parked(row, outcome)
-        else:
-            self._apply(session, row, outcome)
-
-    def handle(self, message_id: int) -> None:
-        # One session for the message and its copies: the copies, made and leased to us
-        # in the first transaction, are delivered from memory, each in a transaction of
-        # its own, without being read back.
-        with self.directory.sessions() as session:
-            copies: list[QueuedMessage] = []
-            try:
-                with session.begin():
-                    row = session.get(QueuedMessage, message_id)
-                    if row is None or row.claimed_by != self.name or row.state not in WORKABLE:
-                        return  # not ours, or done already: never send a message twice
-                    if row.state is State.QUEUED:
-                        copies = self._process(session, row)
-                    else:
-                        self._deliver(session, row)
-            except Exception as exc:  # a bug, not a mail problem: park the message, keep it
-                logger.exception("message %s parked", message_id)
-                self._park(message_id, exc)
-            for copy in copies:
-                copy_id = copy.id
-                try:
-                    with session.begin():
-                        self._deliver(session, copy)
-                except Exception as exc:
-                    logger.exception("message %s parked", copy_id)
-                    self._park(copy_id, exc)
+    def _record(self, connection: Connection,
+                outcomes: list[tuple[Entry, Attempt | Exception]]) -> None:
+        changed: list[Entry] = []
+        bounces: list[NewRow] = []
+        for entry, outcome in outcomes:
+            row = entry.changeable()  # the entry itself stays as claimed, for a retry
+            if isinstance(outcome, Exception):
+                self._mark_parked(row, outcome)
+            else:
+                bounces.extend(self._apply(row, outcome))
+            changed.append(row)
+        write_back(connection, changed)
+        insert_rows(connection, bounces)
 
     def _park(self, message_id: int, exc: BaseException) -> None:
         with self.directory.transaction() as session:
@@ -193,7 +192,7 @@ class Worker:
             if row is not None:
                 self._mark_parked(row, exc)
 
-    def _mark_parked(self, row: QueuedMessage, exc: BaseException) -> None:
+    def _mark_parked(self, row: QueuedMessage | Entry, exc: BaseException) -> None:
         row.state = State.PARKED
         row.last_error = "".join(traceback.format_exception_only(exc)).strip()
         log(row, f"parked after an unexpected error: {row.last_error}")
@@ -201,41 +200,39 @@ class Worker:
 
     # --- pipeline ---------------------------------------------------------------------
 
-    def _process(self, session: Session, row: QueuedMessage) -> list[QueuedMessage]:
-        """Run the pipeline; returns the ready copies, leased to this worker."""
+    def _process(self, session: Session, entry: Entry) -> tuple[Entry, list[NewRow]]:
+        """Run the pipeline; the entry's new state, and its copies (leased to us) to add."""
         now = self.clock()
-        job = pipeline.Job(direction=row.direction, mail_from=row.mail_from,
-                           recipients=list(row.recipients), data=row.data,
-                           tenant_id=row.tenant_id, now=now, directory=self.directory,
-                           session=session, queue_id=row.id)
+        job = pipeline.Job(direction=entry.direction, mail_from=entry.mail_from,
+                           recipients=list(entry.recipients), data=entry.data,
+                           tenant_id=entry.tenant_id, now=now, directory=self.directory,
+                           session=session, queue_id=entry.id)
         held: list[str] = []
         try:
             pipeline.run(job)
         except pipeline.Hold as hold:
             held = hold.recipients
-        for action in job.actions:
-            log(row, action)
-        # The original's new state and the copies, leased to us, go out in one flush.
+        row = entry.changeable()
+        row.actions.extend(job.actions)
         row.state = State.DELIVERED if not job.outputs and not held else State.SPLIT
         release(row, now)
-        copies: list[QueuedMessage] = []
+        copies: list[NewRow] = []
         for output in job.outputs:
             for route, recipients in self._routes(session, output):
-                copy = enqueue(session, output.direction or row.direction,
-                               row.mail_from if output.mail_from is None else output.mail_from,
-                               recipients, output.data, now,
-                               tenant_id=row.tenant_id, parent_id=row.id, state=State.READY,
-                               route=route, actions=[f"copy of message {row.id}"],
-                               claimed_by=self.name)
-                copies.append(copy)
+                copies.append(new_row(
+                    output.direction or row.direction,
+                    row.mail_from if output.mail_from is None else output.mail_from,
+                    recipients, output.data, now, tenant_id=row.tenant_id, parent_id=row.id,
+                    state=State.READY, route=route, actions=[f"copy of message {row.id}"],
+                    claimed_by=self.name))
         if held:
-            enqueue(session, row.direction, row.mail_from, held, job.data, now,
-                    tenant_id=row.tenant_id, parent_id=row.id, state=State.HELD,
-                    actions=[f"copy of message {row.id}: encryption required, no "
-                             "certificate, and the web portal could not take it (see the "
-                             "message's log); held, never sent in plaintext"])
-        session.flush()
-        return copies
+            copies.append(new_row(
+                row.direction, row.mail_from, held, job.data, now, tenant_id=row.tenant_id,
+                parent_id=row.id, state=State.HELD,
+                actions=[f"copy of message {row.id}: encryption required, no certificate, "
+                         "and the web portal could not take it (see the message's log); held, "
+                         "never sent in plaintext"]))
+        return row, copies
 
     def _routes(self, session: Session, output: pipeline.Output) -> list[tuple[str, list[str]]]:
         """Split an output by where it goes: smarthost, each domain's MX, or a next hop."""
@@ -248,7 +245,7 @@ class Worker:
 
     # --- delivery -------------------------------------------------------------------
 
-    def _hosts(self, session: Session, row: QueuedMessage) -> list[tuple[str, int]]:
+    def _hosts(self, session: Session, row: Entry) -> list[tuple[str, int]]:
         config = self.directory.config
         if row.route.startswith("next-hop:"):
             domain = find_domain(session, row.route.split(":", 1)[1])
@@ -263,15 +260,12 @@ class Worker:
             return delivery.mx_hosts(row.route[3:], config)
         raise delivery.RouteError(f"unknown route {row.route!r}", permanent=True)
 
-    def _requires_tls(self, row: QueuedMessage) -> bool:
+    def _requires_tls(self, row: Entry) -> bool:
         """Per route: mail for these recipient domains never travels in the clear."""
         required = {d.lower() for d in self.directory.config.relay.require_tls_domains}
         return any(domain_of(r.lower()) in required for r in row.recipients)
 
-    def _deliver(self, session: Session, row: QueuedMessage) -> None:
-        self._apply(session, row, self._attempt(session, row))
-
-    def _attempt(self, session: Session, row: QueuedMessage) -> Attempt:
+    def _attempt(self, session: Session, row: Entry) -> Attempt:
         """Send the row to its next hop; what each recipient's server said."""
         try:
             hosts = self._hosts(session, row)
@@ -285,8 +279,8 @@ class Worker:
                                      require_tls=self._requires_tls(row),
                                      connections=self.connections), hosts)
 
-    def _apply(self, session: Session, row: QueuedMessage, attempt: Attempt) -> None:
-        """The row's new state after a delivery attempt (and a DSN for what failed)."""
+    def _apply(self, row: Entry, attempt: Attempt) -> list[NewRow]:
+        """The row's new state after a delivery attempt; a DSN to add for what failed."""
         now = self.clock()
         # A copy: what the attempt changes is not shared with a retry of recording it.
         result = dataclasses.replace(attempt.result, temporary=dict(attempt.result.temporary))
@@ -299,21 +293,23 @@ class Worker:
             failed.update({r: f"gave up after {self.max_age.days} days: {reason}"
                            for r, reason in result.temporary.items()})
             result.temporary = {}
+        bounces: list[NewRow] = []
         if failed:
             log(row, f"failed for {', '.join(failed)}: {'; '.join(failed.values())}")
-            self._bounce(session, row, failed, now)
+            bounces = self._bounce(row, failed, now)
         if result.temporary:
             row.recipients = list(result.temporary)
             defer(row, now, "; ".join(sorted(set(result.temporary.values()))))
             log(row, f"deferred (attempt {row.attempts}): {row.last_error}")
-            return
+            return bounces
         row.state = State.BOUNCED if failed and not result.delivered else State.DELIVERED
         release(row, now)
+        return bounces
 
-    def _bounce(self, session: Session, row: QueuedMessage, failures: dict[str, str],
-                now: datetime) -> None:
+    def _bounce(self, row: Entry, failures: dict[str, str], now: datetime) -> list[NewRow]:
+        """The DSN to the sender, as a new row; none for a bounce."""
         if not row.mail_from:
-            return  # never bounce a bounce (RFC 5321 §4.5.5)
+            return []  # never bounce a bounce (RFC 5321 §4.5.5)
         reporting = pipeline.authserv_id(self.directory)
         report = build_dsn(row.data, row.mail_from, failures, now, reporting)
         # The DSN travels back the way the message came.
@@ -321,6 +317,6 @@ class Worker:
             direction, route = Direction.INBOUND, f"next-hop:{domain_of(row.mail_from.lower())}"
         else:
             direction, route = Direction.OUTBOUND, f"mx:{domain_of(row.mail_from.lower())}"
-        enqueue(session, direction, "", [row.mail_from], report, now,
-                tenant_id=row.tenant_id, parent_id=row.id, state=State.READY, route=route,
-                actions=[f"delivery status notification for message {row.id}"])
+        return [new_row(direction, "", [row.mail_from], report, now, tenant_id=row.tenant_id,
+                        parent_id=row.id, state=State.READY, route=route,
+                        actions=[f"delivery status notification for message {row.id}"])]

@@ -100,7 +100,7 @@ def test_an_error_in_one_delivery_parks_it_alone(directory, sink, monkeypatch):
     worker = Worker(directory, smtp_timeout=5)
     attempt = worker._attempt
 
-    def faulty_attempt(session: Any, row: QueuedMessage) -> Any:
+    def faulty_attempt(session: Any, row: Any) -> Any:
         if FAULTY in row.recipients:
             raise RuntimeError("injected fault")
         return attempt(session, row)
@@ -119,10 +119,11 @@ def test_results_that_cannot_be_recorded_together_are_recorded_one_by_one_not_re
     worker = Worker(directory, smtp_timeout=5)
     apply = worker._apply
 
-    def faulty_apply(session: Any, row: QueuedMessage, outcome: Any) -> None:
-        apply(session, row, outcome)
+    def faulty_apply(row: Any, outcome: Any) -> Any:
+        bounces = apply(row, outcome)
         if FAULTY in row.recipients:
             raise RuntimeError("injected fault")
+        return bounces
 
     monkeypatch.setattr(worker, "_apply", faulty_apply)
     _queue(directory, [*GOOD, FAULTY])
