@@ -26,6 +26,7 @@ from keydir import web
 from keydir.config import ConfigError, load_config
 from keydir.service import Directory, open_directory
 from portal import setup
+from portal.health import health
 
 SECRET_KEY_FILE = "web-secret.key"
 # Pages and assets live at the top of the repository, next to the code that uses them.
@@ -67,6 +68,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
                           "'redis://127.0.0.1:6379' with 'pip install limits[redis]')") from exc
     app.extensions["sealgate.limiter"] = limiter
     app.register_blueprint(web.keys)
+    app.register_blueprint(health)
     # Someone typing the bare host name lands where a person can do something.
     app.add_url_rule("/", "front_door", lambda: redirect(url_for("portal_mail.home")))
     return app
