@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from keydir import domains, issuance, mailbox, revocation
+from keydir.directory_import import run as directory_import
 from keydir.service import Directory
 
 Job = Callable[[Directory, Session, datetime], str]
@@ -40,10 +41,17 @@ def _portal_retention(directory: Directory, session: Session, now: datetime) -> 
     return f"{deleted} portal message(s) past their retention deleted"
 
 
+def _directory_import(directory: Directory, session: Session, now: datetime) -> str:
+    done = directory_import.import_due(session, directory.master_key, now)
+    return f"{len(done)} tenant directory import(s) from Microsoft Graph" + (
+        f": {'; '.join(done)}" if done else "")
+
+
 JOBS: dict[str, Job] = {
     "rollover": _rollover,
     "issuance": _issuance,
     "revalidate-domains": _revalidate,
     "revocation": _revocation,
     "portal-retention": _portal_retention,
+    "directory-import": _directory_import,
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from keydir.models import Base, UTCDateTime
@@ -43,6 +43,9 @@ class DirectoryEntry(Base):
     source: Mapped[str] = mapped_column(String(20))  # graph, csv, ldap
     external_id: Mapped[str] = mapped_column(String(200), default="")  # e.g. Entra object id
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # account enabled there
+    # False for a person's further addresses (Graph proxyAddresses aliases): count people
+    # by their primary address, not once per alias.
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
