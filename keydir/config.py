@@ -8,13 +8,15 @@ keys are refused with a message naming them: a typo must not silently do nothing
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 ENV_PREFIX = "SEALGATE_"
 
@@ -98,6 +100,78 @@ class DomainsSection:
     txt_prefix: str = "_sealgate"  # the TXT record lives at <prefix>.<domain>
 
 
+def _amount(where: str, value: object) -> Decimal:
+    """A sum of money: a TOML number or a string such as "3.60" (never negative)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ConfigError(f"{where} must be an amount such as 3.60, not {value!r}")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ConfigError(f"{where} must be an amount such as 3.60, not {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{where} must be zero or more, not {value!r}")
+    return amount
+
+
+def _price_tiers(where: str, value: object) -> tuple[tuple[int, Decimal], ...]:
+    """``{0 = 4.00, 100 = 3.60, ...}``: user count a tier starts at -> price per user."""
+    if isinstance(value, str):  # from the environment: JSON, e.g. {"0": 4.0, "100": 3.6}
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: cannot read the table {value!r}: {exc}") from None
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{where} must be a table of user count = price per user, e.g. "
+                          "{ 0 = 4.00, 100 = 3.60 }")
+    tiers: list[tuple[int, Decimal]] = []
+    for start, price in value.items():
+        try:
+            users = int(str(start))
+        except ValueError:
+            raise ConfigError(f"{where}: {start!r} is not a user count (tiers start at a "
+                              "whole number of users, e.g. 100)") from None
+        if users < 0:
+            raise ConfigError(f"{where}: a tier cannot start at {users} users")
+        tiers.append((users, _amount(f"{where}.{start}", price)))
+    tiers.sort()
+    if tiers[0][0] != 0:
+        raise ConfigError(f"{where} needs a tier starting at 0 users (the price before any "
+                          "discount)")
+    for (lower, cheaper), (upper, price) in itertools.pairwise(tiers):
+        if lower == upper:
+            raise ConfigError(f"{where}: two tiers start at {upper} users")
+        if price > cheaper:
+            raise ConfigError(f"{where}: the tier from {upper} users costs {price}, more than "
+                              f"the tier from {lower} users ({cheaper}); tiers are discounts")
+    return tuple(tiers)
+
+
+@dataclass(frozen=True)
+class BillingSection:
+    currency: str = "EUR"
+    # Price per participating user and month, by the user count a tier starts at; the
+    # whole volume is billed at the reached tier's price (docs/billing.md).
+    tiers: tuple[tuple[int, Decimal], ...] = (
+        (0, Decimal("4.00")), (100, Decimal("3.60")), (200, Decimal("3.20")),
+        (400, Decimal("2.80")), (800, Decimal("2.40")))
+    # Below this share of a mail domain's known users participating, the domain is billed
+    # the relay fee once a month (seed: at least 20 % should participate).
+    minimum_participation_percent: Decimal = Decimal("20")
+    relay_fee: Decimal = Decimal("25.00")  # per mail domain under the minimum, per month
+
+    PARSERS: ClassVar[dict[str, Any]] = {
+        "tiers": _price_tiers, "relay_fee": _amount,
+        "minimum_participation_percent": _amount,
+    }
+
+    def __post_init__(self) -> None:
+        if not self.currency.strip():
+            raise ConfigError("billing.currency must not be empty (e.g. \"EUR\")")
+        if self.minimum_participation_percent > 100:
+            raise ConfigError("billing.minimum_participation_percent is a percentage: 0 to 100,"
+                              f" not {self.minimum_participation_percent}")
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataSection = field(default_factory=DataSection)
@@ -108,6 +182,7 @@ class Config:
     ca: CaSection = field(default_factory=CaSection)
     revocation: RevocationSection = field(default_factory=RevocationSection)
     domains: DomainsSection = field(default_factory=DomainsSection)
+    billing: BillingSection = field(default_factory=BillingSection)
     source: str = "embedded default"
 
     @property
@@ -135,7 +210,7 @@ class Config:
 _SECTION_TYPES: dict[str, type] = {
     "data": DataSection, "database": DatabaseSection, "relay": RelaySection,
     "web": WebSection, "dns": DnsSection, "ca": CaSection,
-    "revocation": RevocationSection, "domains": DomainsSection,
+    "revocation": RevocationSection, "domains": DomainsSection, "billing": BillingSection,
 }
 
 
@@ -149,7 +224,9 @@ def _section(name: str, raw: object) -> Any:
     if unknown:
         raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(known)}")
-    values = {key: _coerce(f"{name}.{key}", getattr(defaults, key), value)
+    parsers = getattr(kind, "PARSERS", {})  # keys no plain type describes (money, tables)
+    values = {key: parsers[key](f"{name}.{key}", value) if key in parsers
+              else _coerce(f"{name}.{key}", getattr(defaults, key), value)
               for key, value in raw.items()}
     return replace(defaults, **values)
 

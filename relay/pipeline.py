@@ -28,6 +28,7 @@ import smime
 from keydir import acme_mail, certificates, issuance, mailbox, revocation
 from keydir.errors import Refused
 from keydir.models import User
+from keydir.seen_senders import note_sender
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, normalise_address, participant
 from keydir.trust import anchors_for
@@ -96,6 +97,8 @@ class SenderStep:
     def process(self, job: Job) -> None:
         job.sender = participant(job.session, job.mail_from)
         job.log("sender participates" if job.sender else "sender does not participate")
+        if job.tenant_id is not None:  # the 20 % rule's evidence; a write at most daily
+            note_sender(job.session, job.tenant_id, job.mail_from, job.now)
 
 
 class SubjectTagsStep:

@@ -1,0 +1,108 @@
+"""Remembering who sent through the gateway, at no more than one write per sender and day.
+
+The 20 % participation rule needs the addresses of a domain's people, and the mail that
+passes through is the evidence for domains whose directory was never imported. The relay
+asks for every outgoing message, so the answer must usually come from memory: each process
+keeps the (tenant, address) pairs it recorded today; only a pair new today costs a
+statement, an insert-if-absent that bumps ``last_seen_at`` at most once a day however many
+processes ask. A pair counts as recorded only once its transaction committed, so a batch
+rolled back (and retried message by message) records its senders again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from keydir.errors import Refused
+from keydir.tenancy import normalise_address
+from keydir.usage_models import SeenSender
+
+# A day's senders of a large installation fit easily; beyond this many the memory starts
+# afresh (costing one more statement per sender, never a wrong figure).
+MAX_REMEMBERED = 200_000
+_PENDING = "keydir.seen_senders.pending"  # session.info key: recorded, not yet committed
+
+Key = tuple[int, str]
+
+
+class _RecordedToday:
+    """The pairs this process has recorded (and committed) on the current UTC day."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._day: date | None = None
+        self._keys: set[Key] = set()
+
+    def __contains__(self, item: tuple[Key, date]) -> bool:
+        key, day = item
+        return day == self._day and key in self._keys
+
+    def add(self, pairs: dict[Key, date]) -> None:
+        with self._lock:
+            for key, day in pairs.items():
+                if day != self._day:
+                    if self._day is not None and day < self._day:
+                        continue  # a late commit of yesterday's mail: today's set stays
+                    self._day, self._keys = day, set()
+                if len(self._keys) >= MAX_REMEMBERED:
+                    self._keys = set()
+                self._keys.add(key)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._day, self._keys = None, set()
+
+
+recorded_today = _RecordedToday()
+
+_INSERTS: dict[str, Callable[..., Any]] = {"sqlite": sqlite.insert,
+                                           "postgresql": postgresql.insert}
+
+
+def note_sender(session: Session, tenant_id: int, address: str, now: datetime) -> bool:
+    """Record that ``address`` sent through ``tenant_id``'s gateway at ``now``.
+
+    Returns whether a statement was needed (False: known from memory, or not an address,
+    e.g. the empty sender of a bounce).
+    """
+    try:
+        address = normalise_address(address)
+    except Refused:
+        return False
+    key, day = (tenant_id, address), now.astimezone(UTC).date()
+    if (key, day) in recorded_today:
+        return False
+    pending: dict[Key, date] = session.info.setdefault(_PENDING, {})
+    if pending.get(key) == day:
+        return False
+    dialect = session.get_bind().dialect.name
+    if dialect not in _INSERTS:
+        raise Refused(f"recording senders needs SQLite or PostgreSQL, not {dialect}")
+    start_of_day = datetime.combine(day, time(), tzinfo=UTC)
+    insert = _INSERTS[dialect](SeenSender).values(
+        tenant_id=tenant_id, address=address, first_seen_at=now, last_seen_at=now)
+    session.execute(insert.on_conflict_do_update(
+        index_elements=["tenant_id", "address"],
+        set_={"last_seen_at": insert.excluded.last_seen_at},
+        where=SeenSender.last_seen_at < start_of_day))  # another process did it today already
+    pending[key] = day
+    return True
+
+
+@event.listens_for(Session, "after_commit")
+def _remember_committed(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        recorded_today.add(pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
