@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from sealgate.billing_cli import register as register_billing
 from sealgate.context import Context, now_utc
 from sealgate.directory_cli import pass_context
 from sealgate.directory_cli import register as register_directory
@@ -62,3 +63,4 @@ main.add_command(queue_group)
 main.add_command(connector_group)
 main.add_command(portal_group)
 register_directory(main)
+register_billing(main)

@@ -16,7 +16,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 import smime
-from keydir import certificates, domains, export, issuance, jobs, tenancy, trust
+from keydir import certificates, domains, export, issuance, jobs, resellers, tenancy, trust
 from keydir.ca.base import IssuanceFailed
 from keydir.config import ConfigError
 from keydir.errors import DirectoryError
@@ -68,12 +68,17 @@ def tenant_group() -> None:
 @tenant_group.command("add")
 @click.argument("name")
 @click.option("--display-name", default="", help="Name shown in the portal and console.")
+@click.option("--reseller", "reseller_name", help="The reseller billing this tenant.")
 @pass_context
 @reports_errors
-def tenant_add(context: Context, name: str, display_name: str) -> None:
+def tenant_add(context: Context, name: str, display_name: str, reseller_name: str | None) -> None:
     with context.directory().transaction() as session:
+        reseller = resellers.get_reseller(session, reseller_name) if reseller_name else None
         tenant = tenancy.add_tenant(session, name, now_utc(), display_name, actor="cli")
-        click.echo(f"tenant {tenant.name} added")
+        if reseller is not None:
+            resellers.assign(session, tenant, reseller, now_utc(), actor="cli")
+        click.echo(f"tenant {tenant.name} added"
+                   + (f" (billed through reseller {reseller.name})" if reseller else ""))
 
 
 @tenant_group.command("list")
