@@ -10,6 +10,7 @@ from sealgate.billing_cli import register as register_billing
 from sealgate.context import Context, now_utc
 from sealgate.directory_cli import pass_context
 from sealgate.directory_cli import register as register_directory
+from sealgate.directory_import_cli import register as register_directory_import
 from sealgate.portal_cli import portal_group
 from sealgate.relay_cli import connector_group, queue_group
 from sealgate.smime_cli import smime_group
@@ -63,4 +64,5 @@ main.add_command(queue_group)
 main.add_command(connector_group)
 main.add_command(portal_group)
 register_directory(main)
+register_directory_import(main)
 register_billing(main)

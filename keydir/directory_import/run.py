@@ -11,7 +11,7 @@ from keydir.directory_import.csv_source import CsvReport
 from keydir.errors import Refused
 from keydir.events import record
 from keydir.models import Tenant
-from keydir.secrets import MasterKey
+from keydir.secrets import MasterKey, SecretError
 
 CSV = "csv"
 SCHEDULE = timedelta(days=1)
@@ -24,7 +24,12 @@ def import_graph(session: Session, master_key: MasterKey, tenant: Tenant, now: d
                  verify: bool | str = True) -> tuple[sync.ImportDiff, graph.GraphUsers]:
     """Import the tenant's users from its Graph source (raises ``graph.GraphError``)."""
     row = settings.graph_source(session, tenant)
-    users = graph.read_users(settings.open_settings(row, master_key), verify=verify)
+    try:
+        source = settings.open_settings(row, master_key)
+    except SecretError as exc:
+        raise graph.GraphError(f"{exc}; if the master key changed, store the client secret "
+                               f"again with 'sealgate directory source set-graph'") from exc
+    users = graph.read_users(source, verify=verify)
     diff = sync.synchronise(session, tenant, settings.GRAPH, users.entries, now,
                             dry_run=dry_run, participate=participate, actor=actor)
     if not dry_run:
