@@ -113,6 +113,14 @@ def _amount(where: str, value: object) -> Decimal:
     return amount
 
 
+def _money(where: str, value: object) -> Decimal:
+    """An amount shown to customers: at least to the cent (3.5 reads 3.50)."""
+    amount = _amount(where, value)
+    exponent = amount.as_tuple().exponent
+    return amount if isinstance(exponent, int) and exponent <= -2 else amount.quantize(
+        Decimal("0.01"))
+
+
 def _price_tiers(where: str, value: object) -> tuple[tuple[int, Decimal], ...]:
     """``{0 = 4.00, 100 = 3.60, ...}``: user count a tier starts at -> price per user."""
     if isinstance(value, str):  # from the environment: JSON, e.g. {"0": 4.0, "100": 3.6}
@@ -132,7 +140,7 @@ def _price_tiers(where: str, value: object) -> tuple[tuple[int, Decimal], ...]:
                               "whole number of users, e.g. 100)") from None
         if users < 0:
             raise ConfigError(f"{where}: a tier cannot start at {users} users")
-        tiers.append((users, _amount(f"{where}.{start}", price)))
+        tiers.append((users, _money(f"{where}.{start}", price)))
     tiers.sort()
     if tiers[0][0] != 0:
         raise ConfigError(f"{where} needs a tier starting at 0 users (the price before any "
@@ -160,7 +168,7 @@ class BillingSection:
     relay_fee: Decimal = Decimal("25.00")  # per mail domain under the minimum, per month
 
     PARSERS: ClassVar[dict[str, Any]] = {
-        "tiers": _price_tiers, "relay_fee": _amount,
+        "tiers": _price_tiers, "relay_fee": _money,
         "minimum_participation_percent": _amount,
     }
 
