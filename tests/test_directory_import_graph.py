@@ -254,3 +254,35 @@ def test_daily_job_imports_each_graph_tenant_once_a_day(directory, stand_in, acm
             Event.action == "directory.import_failed")).one()
         assert "invalid_client" in str(failed.detail)
     assert job(NOW + timedelta(days=1)).startswith("2 tenant")
+
+
+@both_databases
+def test_entries_from_before_the_upgrade_count_as_primary_and_downgrade_works(database_url):
+    from alembic import command
+
+    from keydir.db import _alembic_config, make_engine
+
+    engine = make_engine(database_url)
+    config = _alembic_config(engine)
+    command.upgrade(config, "0005")
+    stamp = NOW.isoformat(sep=" ")
+    with engine.begin() as connection:
+        connection.execute(text(
+            f"INSERT INTO tenants (id, name, display_name, created_at) VALUES (1, 'acme', '', "
+            f"'{stamp}')"))
+        connection.execute(text(
+            "INSERT INTO directory_entries (tenant_id, address, display_name, source, "
+            "external_id, enabled, first_seen_at, last_seen_at) VALUES (1, 'a@acme.example', "
+            f"'A', 'csv', '', true, '{stamp}', '{stamp}')"))
+    command.upgrade(config, "0006")
+    with engine.begin() as connection:
+        assert connection.execute(text(
+            "SELECT address, is_primary FROM directory_entries")).all() == [
+                ("a@acme.example", True)]
+    command.downgrade(config, "0005")
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT address FROM directory_entries")).all() == [
+            ("a@acme.example",)]
+        assert connection.execute(text("SELECT count(*) FROM tenants")).scalar() == 1
+    command.upgrade(config, "head")
+    engine.dispose()
