@@ -38,6 +38,7 @@ CONTRACT = [
     ("cert", "issue"), ("cert", "show"), ("cert", "import"), ("cert", "list"),
     ("trust", "add"), ("ca", "export"), ("jobs", "run"), ("dns", "smimea"),
     ("smime", "sign"), ("smime", "verify"), ("smime", "encrypt"), ("smime", "decrypt"),
+    ("report", "usage"), ("reseller", "add"), ("reseller", "list"), ("tenant", "set-reseller"),
 ]
 
 
