@@ -111,6 +111,13 @@ def test_csv_import_strict_dry_run_participate_and_list(installation, tmp_path):
                                    "bob@acme.example\tBob\tcsv\tdisabled\t-", "2 entries"]
     assert participating(installation) == []  # not without --participate
 
+    people_csv.write_text("address,display_name\n")
+    code, output = sealgate(installation, "directory", "import", "csv", str(people_csv),
+                            "--tenant", "acme")
+    assert code != 0
+    assert "the csv source lists no addresses at all; nothing was changed (importing it " \
+           "would mark all 2 entries removed)" in output
+
     people_csv.write_text("address\nalice@acme.example\n")
     code, output = sealgate(installation, "directory", "import", "csv", str(people_csv),
                             "--tenant", "acme", "--participate")

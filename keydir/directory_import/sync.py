@@ -172,7 +172,12 @@ def apply(session: Session, tenant: Tenant, diff: ImportDiff, now: datetime, *,
 def synchronise(session: Session, tenant: Tenant, source: str, listed: Iterable[SourceEntry],
                 now: datetime, *, dry_run: bool = False, participate: bool = False,
                 actor: str = "system") -> ImportDiff:
+    listed = list(listed)
     diff = plan(session, tenant, source, listed, participate=participate)
+    if not listed and diff.removed:
+        # An empty list is far likelier a broken export than a company without staff.
+        raise Refused(f"the {source} source lists no addresses at all; nothing was changed "
+                      f"(importing it would mark all {len(diff.removed)} entries removed)")
     return diff if dry_run else apply(session, tenant, diff, now, actor=actor)
 
 
