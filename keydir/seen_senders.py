@@ -3,21 +3,28 @@
 The 20 % participation rule needs the addresses of a domain's people, and the mail that
 passes through is the evidence for domains whose directory was never imported. The relay
 asks for every outgoing message, so the answer must usually come from memory: each process
-keeps the (tenant, address) pairs it recorded today; only a pair new today costs a
-statement, an insert-if-absent that bumps ``last_seen_at`` at most once a day however many
-processes ask. A pair counts as recorded only once its transaction committed, so a batch
-rolled back (and retried message by message) records its senders again.
+keeps the (tenant, address) pairs it recorded today; only a pair new today is written, by
+an insert-if-absent that bumps ``last_seen_at`` at most once a day however many processes
+ask.
+
+The write happens after the asking transaction committed, in a short transaction of its
+own with the rows in a fixed order: a worker's batch transaction holds no seen-sender
+row locks while it works, and two processes cannot lock the same rows in opposite orders
+(a deadlock on PostgreSQL when a new day makes every sender new again). A batch rolled
+back writes nothing; its messages, retried, note their senders again.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from keydir.errors import Refused
@@ -27,7 +34,8 @@ from keydir.usage_models import SeenSender
 # A day's senders of a large installation fit easily; beyond this many the memory starts
 # afresh (costing one more statement per sender, never a wrong figure).
 MAX_REMEMBERED = 200_000
-_PENDING = "keydir.seen_senders.pending"  # session.info key: recorded, not yet committed
+_PENDING = "keydir.seen_senders.pending"  # session.info key: noted, written on commit
+logger = logging.getLogger(__name__)
 
 Key = tuple[int, str]
 
@@ -67,10 +75,10 @@ _INSERTS: dict[str, Callable[..., Any]] = {"sqlite": sqlite.insert,
 
 
 def note_sender(session: Session, tenant_id: int, address: str, now: datetime) -> bool:
-    """Record that ``address`` sent through ``tenant_id``'s gateway at ``now``.
+    """Note that ``address`` sent through ``tenant_id``'s gateway at ``now``.
 
-    Returns whether a statement was needed (False: known from memory, or not an address,
-    e.g. the empty sender of a bounce).
+    Written when ``session``'s transaction commits. Returns whether a write is due (False:
+    known from memory, or not an address, e.g. the empty sender of a bounce).
     """
     try:
         address = normalise_address(address)
@@ -79,28 +87,46 @@ def note_sender(session: Session, tenant_id: int, address: str, now: datetime) -
     key, day = (tenant_id, address), now.astimezone(UTC).date()
     if (key, day) in recorded_today:
         return False
-    pending: dict[Key, date] = session.info.setdefault(_PENDING, {})
-    if pending.get(key) == day:
+    pending: dict[Key, datetime] = session.info.setdefault(_PENDING, {})
+    if key in pending and pending[key].astimezone(UTC).date() == day:
         return False
-    dialect = session.get_bind().dialect.name
-    if dialect not in _INSERTS:
-        raise Refused(f"recording senders needs SQLite or PostgreSQL, not {dialect}")
-    start_of_day = datetime.combine(day, time(), tzinfo=UTC)
-    insert = _INSERTS[dialect](SeenSender).values(
-        tenant_id=tenant_id, address=address, first_seen_at=now, last_seen_at=now)
-    session.execute(insert.on_conflict_do_update(
-        index_elements=["tenant_id", "address"],
-        set_={"last_seen_at": insert.excluded.last_seen_at},
-        where=SeenSender.last_seen_at < start_of_day))  # another process did it today already
-    pending[key] = day
+    pending[key] = now
     return True
 
 
+def _write(engine: Engine, pending: dict[Key, datetime]) -> None:
+    """One statement per day among the pairs, rows in a fixed order, committed at once."""
+    dialect = engine.dialect.name
+    if dialect not in _INSERTS:
+        logger.error("recording senders needs SQLite or PostgreSQL, not %s", dialect)
+        return
+    by_day: dict[date, list[tuple[Key, datetime]]] = {}
+    for key, now in sorted(pending.items()):
+        by_day.setdefault(now.astimezone(UTC).date(), []).append((key, now))
+    try:
+        with engine.begin() as connection:
+            for day, pairs in sorted(by_day.items()):
+                insert = _INSERTS[dialect](SeenSender).values([
+                    {"tenant_id": tenant_id, "address": address, "first_seen_at": now,
+                     "last_seen_at": now} for (tenant_id, address), now in pairs])
+                connection.execute(insert.on_conflict_do_update(
+                    index_elements=["tenant_id", "address"],
+                    set_={"last_seen_at": insert.excluded.last_seen_at},
+                    # Another process may have moved it on today already: leave it.
+                    where=SeenSender.last_seen_at < datetime.combine(day, time(), tzinfo=UTC)))
+    except SQLAlchemyError:
+        # Only a figure for the 20 % rule is late: the sender's next mail tries again.
+        logger.warning("could not record %d sender(s)", len(pending), exc_info=True)
+        return
+    recorded_today.add({key: now.astimezone(UTC).date() for key, now in pending.items()})
+
+
 @event.listens_for(Session, "after_commit")
-def _remember_committed(session: Session) -> None:
+def _write_committed(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if pending:
-        recorded_today.add(pending)
+        bind = session.get_bind()
+        _write(bind if isinstance(bind, Engine) else bind.engine, pending)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -347,23 +347,25 @@ def count_statements(directory: Directory) -> list[str]:
 
 
 @both_databases
-def test_a_sender_costs_one_statement_a_day_and_a_rolled_back_one_is_written_again(
-        billing_directory):
+def test_a_sender_costs_one_statement_a_day_written_after_commit(billing_directory):
     statements = count_statements(billing_directory)
     with billing_directory.transaction() as s:
-        tenant = tenancy.add_tenant(s, "acme", at(10, 1))
-        tenant_id = tenant.id
+        tenant_id = tenancy.add_tenant(s, "acme", at(10, 1)).id
     with pytest.raises(RuntimeError), billing_directory.transaction() as s:
         assert note_sender(s, tenant_id, "Carol@Example.com", at(10, 5, 9))
         raise RuntimeError("the batch failed")
+    assert statements == []  # rolled back: nothing written, nothing remembered
     with billing_directory.transaction() as s:
-        assert s.scalars(select(SeenSender)).all() == []
-        assert note_sender(s, tenant_id, "carol@example.com", at(10, 5, 9))  # again: rolled back
+        assert note_sender(s, tenant_id, "carol@example.com", at(10, 5, 9))
         assert not note_sender(s, tenant_id, "carol@example.com", at(10, 5, 10))
         assert not note_sender(s, tenant_id, "<>", at(10, 5, 10))  # a bounce has no sender
+        for name in ("erin", "dave", "bob"):
+            assert note_sender(s, tenant_id, f"{name}@example.com", at(10, 5, 10))
+        assert statements == []  # not while the transaction holds its locks
+    assert len(statements) == 1  # four senders, one statement, after the commit
     with billing_directory.transaction() as s:
         assert not note_sender(s, tenant_id, "CAROL@example.com", at(10, 5, 18))
-    assert len(statements) == 2
+    assert len(statements) == 1
     # Another process (its own memory) asks the same day: a statement, but no change.
     recorded_today.clear()
     with billing_directory.transaction() as s:
@@ -372,11 +374,14 @@ def test_a_sender_costs_one_statement_a_day_and_a_rolled_back_one_is_written_aga
     with billing_directory.transaction() as s:
         assert note_sender(s, tenant_id, "carol@example.com", at(10, 6, 8))
         assert not note_sender(s, tenant_id, "carol@example.com", at(10, 6, 9))
+    assert len(statements) == 3
     with billing_directory.transaction() as s:
-        (row,) = s.scalars(select(SeenSender)).all()
-        assert (row.address, row.first_seen_at, row.last_seen_at) == (
-            "carol@example.com", at(10, 5, 9), at(10, 6, 8))
-    assert len(statements) == 4
+        rows = {row.address: (row.first_seen_at, row.last_seen_at)
+                for row in s.scalars(select(SeenSender))}
+    assert rows == {"carol@example.com": (at(10, 5, 9), at(10, 6, 8)),
+                    "bob@example.com": (at(10, 5, 10), at(10, 5, 10)),
+                    "dave@example.com": (at(10, 5, 10), at(10, 5, 10)),
+                    "erin@example.com": (at(10, 5, 10), at(10, 5, 10))}
 
 
 @both_databases
