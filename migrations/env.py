@@ -6,8 +6,9 @@ from alembic import context
 
 import relay.models  # noqa: F401 - the relay's tables share the metadata
 
-# The portal's, billing's and directory import's tables share the metadata.
-from keydir import mailbox_models, usage_models  # noqa: F401
+# The portal's, administrators', billing's and directory import's tables share the
+# metadata.
+from keydir import admin_models, mailbox_models, usage_models  # noqa: F401
 from keydir.directory_import import models as directory_import_models  # noqa: F401
 from keydir.models import Base
 

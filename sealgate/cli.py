@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from sealgate.admin_cli import register as register_admin
 from sealgate.billing_cli import register as register_billing
 from sealgate.context import Context, now_utc
 from sealgate.directory_cli import pass_context
@@ -66,3 +67,4 @@ main.add_command(portal_group)
 register_directory(main)
 register_directory_import(main)
 register_billing(main)
+register_admin(main)
