@@ -86,8 +86,12 @@ def tenant_add(context: Context, name: str, display_name: str, reseller_name: st
 @reports_errors
 def tenant_list(context: Context) -> None:
     with context.directory().transaction() as session:
+        billed_by = {row.id: row.name for row, _ in resellers.list_resellers(session)}
         for tenant in tenancy.list_tenants(session):
-            click.echo(f"{tenant.name}\t{tenant.display_name}\t{len(tenant.domains)} domain(s)")
+            reseller = (f"\treseller {billed_by[tenant.reseller_id]}" if tenant.reseller_id
+                        else "")
+            click.echo(f"{tenant.name}\t{tenant.display_name}\t{len(tenant.domains)} domain(s)"
+                       + reseller)
 
 
 # --- domains ------------------------------------------------------------------------------

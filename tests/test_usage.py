@@ -277,6 +277,11 @@ def test_reseller_verbs_change_the_tier_and_are_audited(billing_directory, tmp_p
             for t in document["tenants"]] == [("delta", 12, "3.00", "34.00"),
                                                ("echo", 12, "3.00", "27.00"),
                                                ("foxtrot", 12, "3.00", "0.00")]
+    assert sealgate("tenant", "list") == ("alpha\talpha\t1 domain(s)\treseller north\n"
+                                          "bravo\tbravo\t2 domain(s)\treseller north\n"
+                                          "delta\tdelta\t1 domain(s)\treseller west\n"
+                                          "echo\techo\t2 domain(s)\treseller west\n"
+                                          "foxtrot\tfoxtrot\t0 domain(s)\treseller west\n")
     assert sealgate("tenant", "set-reseller", "echo", "--direct") == (
         "tenant echo is billed directly\n")
     failed = runner.invoke(main, ["--config", str(config), "tenant", "set-reseller", "echo",
