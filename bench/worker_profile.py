@@ -31,7 +31,7 @@ from relay_bench import RECIPIENT, SENDER, SIZE, DumpSink, partner_certificate  
 from keydir.config import load_config  # noqa: E402
 from keydir.service import open_directory  # noqa: E402
 from relay.models import Direction  # noqa: E402
-from relay.queue import enqueue_received  # noqa: E402
+from relay.queue import insert_ids, received_row  # noqa: E402
 from relay.worker import Worker  # noqa: E402
 from tests.smtp_sink import free_port  # noqa: E402
 
@@ -64,11 +64,11 @@ def main() -> None:
     body = (b"x" * 74 + b"\r\n") * ((SIZE - 200) // 76)
     now = datetime.now(UTC)
     with directory.engine.begin() as connection:
-        for number in range(args.messages):
-            data = (f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: message {number}\r\n\r\n"
-                    ).encode() + body
-            enqueue_received(connection, Direction.OUTBOUND, SENDER, [RECIPIENT], data, now,
-                             tenant_id=1, client="bench")
+        insert_ids(connection, [
+            received_row(Direction.OUTBOUND, SENDER, [RECIPIENT],
+                         f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: message {number}\r\n"
+                         "\r\n".encode() + body, now, tenant_id=1, client="bench")
+            for number in range(args.messages)])
     worker = Worker(directory, name="bench/worker-0.0")
     worker.run_once()  # warm up: imports, caches, the SMTP session
     profiler = cProfile.Profile() if args.profile else None

@@ -41,28 +41,6 @@ def enqueue(session: Session, direction: Direction, mail_from: str, recipients: 
     return row
 
 
-# Built once: executed with new values each time, its compiled form is reused as is.
-_INSERT_RECEIVED = insert(QueuedMessage.__table__).returning(QueuedMessage.__table__.c.id)
-
-
-def enqueue_received(connection: Connection, direction: Direction, mail_from: str,
-                     recipients: Sequence[str], data: bytes, now: datetime, *,
-                     tenant_id: int | None, client: str) -> int:
-    """A message just received over SMTP, as one INSERT; its id.
-
-    The listeners' hot path: a plain statement on a connection, without the ORM's unit
-    of work (which costs more than the insert itself). The caller commits, then answers.
-    """
-    return connection.execute(_INSERT_RECEIVED, {
-        "direction": direction, "tenant_id": tenant_id, "parent_id": None,
-        "mail_from": mail_from, "recipients": list(recipients), "data": data,
-        "size": len(data), "client": client, "state": State.QUEUED, "attempts": 0,
-        "next_attempt_at": now, "claimed_by": "", "claimed_until": None, "last_error": "",
-        "actions": [f"received from {client}"], "route": "", "created_at": now,
-        "updated_at": now,
-    }).scalar_one()
-
-
 @dataclass
 class Entry:
     """A queue row in a worker's hands, as plain values: the claim returns it, and what
@@ -129,11 +107,29 @@ def new_row(direction: Direction, mail_from: str, recipients: Sequence[str], dat
         "actions": list(actions), "route": route, "created_at": now, "updated_at": now}
 
 
-def insert_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Entry]:
-    """Insert new rows (one statement for all of them); each as an ``Entry``."""
+def received_row(direction: Direction, mail_from: str, recipients: Sequence[str],
+                 data: bytes, now: datetime, *, tenant_id: int | None,
+                 client: str) -> dict[str, Any]:
+    """The values of a message just received over SMTP, for ``insert_ids``."""
+    return new_row(direction, mail_from, recipients, data, now, tenant_id=tenant_id,
+                   parent_id=None, state=State.QUEUED, actions=[f"received from {client}"],
+                   client=client)
+
+
+def insert_ids(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert new rows, one statement for all of them; their ids, in order.
+
+    The listeners' and workers' hot path: a plain statement on a connection, without the
+    ORM's unit of work (which costs more than the insert itself). The caller commits.
+    """
     if not rows:
         return []
-    ids = connection.execute(_INSERT_ENTRIES, list(rows)).scalars().all()
+    return list(connection.execute(_INSERT_ENTRIES, list(rows)).scalars().all())
+
+
+def insert_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Entry]:
+    """Insert new rows (one statement for all of them); each as an ``Entry``."""
+    ids = insert_ids(connection, rows)
     names = [f.name for f in fields(Entry) if f.name != "id"]
     return [Entry(id=row_id, **{name: row[name] for name in names})
             for row_id, row in zip(ids, rows, strict=True)]

@@ -62,6 +62,9 @@ class Gateway:
                                     self.worker_threads)
         self.pool.start()
         outbound = OutboundHandler(self.directory, on_queued=self.pool.wake)
+        # The name in the greeting, looked up once: aiosmtpd would ask for it (possibly
+        # of DNS) at every connection.
+        greeting_name = socket.getfqdn()
         for handler, listen, extra in (
                 (InboundHandler(self.directory, on_queued=self.pool.wake),
                  config.inbound_listen, {}),
@@ -70,7 +73,7 @@ class Gateway:
             host, port = host_port(listen, 25)
             controller = Controller(handler, hostname=host, port=port,
                                     data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True,
-                                    tls_context=tls, **extra)
+                                    server_hostname=greeting_name, tls_context=tls, **extra)
             controller.start()
             self.controllers.append(controller)
             logger.info("SMTP %s listening on %s", type(handler).__name__, listen)
