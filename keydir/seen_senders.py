@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -68,7 +69,23 @@ class _RecordedToday:
             self._day, self._keys = None, set()
 
 
-recorded_today = _RecordedToday()
+# One memory per database (engine): a process talking to two databases keeps them apart.
+_memories: weakref.WeakKeyDictionary[Engine, _RecordedToday] = weakref.WeakKeyDictionary()
+_memories_lock = threading.Lock()
+
+
+def recorded_today(engine: Engine) -> _RecordedToday:
+    """This process's memory of the pairs recorded today in ``engine``'s database."""
+    with _memories_lock:
+        memory = _memories.get(engine)
+        if memory is None:
+            memory = _memories[engine] = _RecordedToday()
+        return memory
+
+
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
 
 _INSERTS: dict[str, Callable[..., Any]] = {"sqlite": sqlite.insert,
                                            "postgresql": postgresql.insert}
@@ -85,7 +102,7 @@ def note_sender(session: Session, tenant_id: int, address: str, now: datetime) -
     except Refused:
         return False
     key, day = (tenant_id, address), now.astimezone(UTC).date()
-    if (key, day) in recorded_today:
+    if (key, day) in recorded_today(_engine(session)):
         return False
     pending: dict[Key, datetime] = session.info.setdefault(_PENDING, {})
     if key in pending and pending[key].astimezone(UTC).date() == day:
@@ -118,15 +135,14 @@ def _write(engine: Engine, pending: dict[Key, datetime]) -> None:
         # Only a figure for the 20 % rule is late: the sender's next mail tries again.
         logger.warning("could not record %d sender(s)", len(pending), exc_info=True)
         return
-    recorded_today.add({key: now.astimezone(UTC).date() for key, now in pending.items()})
+    recorded_today(engine).add({key: now.astimezone(UTC).date() for key, now in pending.items()})
 
 
 @event.listens_for(Session, "after_commit")
 def _write_committed(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if pending:
-        bind = session.get_bind()
-        _write(bind if isinstance(bind, Engine) else bind.engine, pending)
+        _write(_engine(session), pending)
 
 
 @event.listens_for(Session, "after_rollback")

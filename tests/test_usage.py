@@ -38,14 +38,6 @@ def at(month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def fresh_memory():
-    """Each test's database starts empty: this process's memory of senders must too."""
-    recorded_today.clear()
-    yield
-    recorded_today.clear()
-
-
 @pytest.fixture
 def billing_directory(tmp_path: Path, database_url: str):
     opened = initialise(make_config(tmp_path, database_url, billing=BILLING), at(8, 1))
@@ -372,7 +364,7 @@ def test_a_sender_costs_one_statement_a_day_written_after_commit(billing_directo
         assert not note_sender(s, tenant_id, "CAROL@example.com", at(10, 5, 18))
     assert len(statements) == 1
     # Another process (its own memory) asks the same day: a statement, but no change.
-    recorded_today.clear()
+    recorded_today(billing_directory.engine).clear()
     with billing_directory.transaction() as s:
         assert note_sender(s, tenant_id, "carol@example.com", at(10, 5, 20))
     # The next day: last_seen_at moves on, first_seen_at stays.
