@@ -134,9 +134,12 @@ class Worker:
         processed: list[Entry] = []
         new_rows: list[NewRow] = []
         due: list[Entry] = []
+        # One time for the batch, as for its claim: the directory's answers for that time
+        # (a sender's current certificate) are then looked up once for the whole batch.
+        now = self.clock()
         for entry in entries:
             if entry.state is State.QUEUED:
-                changed, rows = self._process(session, entry)
+                changed, rows = self._process(session, entry, now)
                 processed.append(changed)
                 new_rows.extend(rows)
             else:
@@ -200,9 +203,9 @@ class Worker:
 
     # --- pipeline ---------------------------------------------------------------------
 
-    def _process(self, session: Session, entry: Entry) -> tuple[Entry, list[NewRow]]:
+    def _process(self, session: Session, entry: Entry,
+                 now: datetime) -> tuple[Entry, list[NewRow]]:
         """Run the pipeline; the entry's new state, and its copies (leased to us) to add."""
-        now = self.clock()
         job = pipeline.Job(direction=entry.direction, mail_from=entry.mail_from,
                            recipients=list(entry.recipients), data=entry.data,
                            tenant_id=entry.tenant_id, now=now, directory=self.directory,
