@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlparse
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import smime
-from keydir import acme_mail, certificates, issuance, mailbox, revocation
+from keydir import acme_mail, certificates, encryption_choice, issuance, mailbox, revocation
 from keydir.errors import Refused
 from keydir.models import User
 from keydir.seen_senders import note_sender
@@ -237,18 +236,12 @@ def _revocation(job: Job) -> certificates.RevocationCheck:
     return revocation.checker(job.session, anchors, job.directory.config, job.now)
 
 
-def _cipher_for(selections: Sequence[certificates.Selection]) -> smime.Cipher:
-    """AES-256-GCM only if every recipient advertised it; AES-256-CBC otherwise."""
-    if selections and all("aes256-gcm" in s.capabilities for s in selections):
-        return smime.Cipher.AES256_GCM
-    return smime.Cipher.AES256_CBC
+# The rule lives in keydir: the pre-send query of the REST API reports the same choice.
+_cipher_for = encryption_choice.cipher_for
 
 
 def _recipient(selection: certificates.Selection) -> smime.Recipient:
-    # RSA-OAEP only for partners who said they read it (RFC 8551 §2.5.2 capabilities).
-    oaep = (isinstance(selection.certificate.public_key(), rsa.RSAPublicKey)
-            and "rsaes-oaep" in selection.capabilities)
-    return smime.Recipient(selection.certificate, oaep=oaep)
+    return smime.Recipient(selection.certificate, oaep=encryption_choice.uses_oaep(selection))
 
 
 def _encrypt(job: Job, selections: Sequence[certificates.Selection]) -> bytes:
