@@ -1,0 +1,28 @@
+"""The REST API, ``/api/v1``: what the admin console does, for scripts, mail clients and
+add-ins. Bearer tokens (``sealgate token create``), JSON in and out, JSON errors, rate
+limited per client; the OpenAPI document at ``/api/v1/openapi.json`` describes it all."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+from flask_limiter import Limiter
+
+from portal.api import certificate_views, directory_views, errors, mail_views, settings_views
+from portal.api.core import api
+from portal.api.openapi import document
+
+API_LIMIT_SETTING = "SEALGATE_API_RATE_LIMIT"
+DEFAULT_API_LIMIT = "600 per minute"
+# Imported for their routes on the blueprint.
+VIEWS = (certificate_views, directory_views, mail_views, settings_views, document)
+
+
+def _api_limit() -> str:
+    return str(current_app.config[API_LIMIT_SETTING])
+
+
+def install(app: Flask, limiter: Limiter) -> None:
+    app.config.setdefault(API_LIMIT_SETTING, DEFAULT_API_LIMIT)
+    errors.install(app)
+    limiter.limit(_api_limit)(api)
+    app.register_blueprint(api)
