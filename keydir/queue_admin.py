@@ -33,6 +33,7 @@ QUEUE = table(
 # Still to be worked on: what "the queue" means to an administrator.
 WAITING = ("queued", "ready", "deferred", "held", "parked")
 STATES = (*WAITING, "split", "delivered", "bounced")
+_LARGEST_ID = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 _FIELDS = ("id", "direction", "tenant_id", "mail_from", "recipients", "size", "state",
            "attempts", "next_attempt_at", "last_error", "actions", "route", "created_at",
            "updated_at")
@@ -76,6 +77,8 @@ def list_queue(session: Session, tenant_id: int | None, *, state: str | None = N
 
 def get_entry(session: Session, tenant_id: int | None, message_id: int) -> QueueEntry:
     """One row; another tenant's is "not found" like a missing one (no probing)."""
+    if not 0 < message_id <= _LARGEST_ID:
+        raise NotFound(f"no message {message_id} in the queue (list them with GET /queue)")
     query = _scoped(select(*(QUEUE.c[name] for name in _FIELDS))
                     .where(QUEUE.c.id == message_id), tenant_id)
     found = _entries(session, query)

@@ -12,6 +12,7 @@ from keydir import certificates, domains, issuance, tenancy
 from keydir.errors import NotFound
 from keydir.models import Certificate, CertificateKind, Domain, Tenant, User
 from portal.api.core import (
+    ApiError,
     api,
     created,
     directory,
@@ -141,9 +142,12 @@ def _user(session: Session, address: str) -> User:
 
 @api.get("/users")
 def list_users() -> Response:
-    include_removed = request.args.get("include_removed", "false").lower() == "true"
+    include_removed = request.args.get("include_removed", "false")
+    if include_removed not in ("true", "false"):
+        raise ApiError(400, "bad-parameter", "?include_removed= must be true or false")
     with transaction() as session:
-        rows = tenancy.list_users(session, tenant_filter(session), include_removed)
+        rows = tenancy.list_users(session, tenant_filter(session),
+                                 include_removed == "true")
         return jsonify({"users": [user_json(session, u) for u in rows]})
 
 

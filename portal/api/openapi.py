@@ -4,13 +4,15 @@ checks each answer conforms)."""
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 from keydir import mailbox, presend, queue_admin
 from keydir.models import CertificateKind
-from portal.api.core import api
+from portal.api.core import ApiError, api
 
 Schema = dict[str, Any]
 
@@ -91,6 +93,7 @@ _ERRORS = {
     "401": "no token, or an unknown or revoked one",
     "404": "no such object for this token (another tenant's objects are not found either)",
     "405": "this path does not take this method",
+    "422": "a value is not acceptable (e.g. not an e-mail address) or a rule refuses it",
     "429": "rate limited: wait for Retry-After",
     "500": "the gateway failed to answer",
 }
@@ -275,6 +278,34 @@ def build() -> dict[str, Any]:
                                           "Company-Confidential"}}, ["from", "to"]))},
         },
     }
+
+
+_PLACEHOLDER = re.compile(r"<[^>]*>|\{[^}]*\}")
+
+
+@functools.cache
+def _query_names() -> dict[tuple[str, str], frozenset[str]]:
+    """For each path template (placeholders blanked) and method: its query parameters."""
+    names = {}
+    for path, operations in build()["paths"].items():
+        for method, operation in operations.items():
+            names[(_PLACEHOLDER.sub("{}", path), method.upper())] = frozenset(
+                p["name"] for p in operation["parameters"] if p["in"] == "query")
+    return names
+
+
+@api.before_request
+def refuse_unknown_parameters() -> None:
+    """A misspelt parameter (``?knd=own``) must not be ignored silently: the answer would
+    look right and be wrong."""
+    rule = request.url_rule.rule if request.url_rule else ""
+    known = _query_names().get((_PLACEHOLDER.sub("{}", rule.removeprefix(api.url_prefix or "")),
+                                request.method))
+    unknown = sorted(set(request.args) - (known or frozenset()))
+    if known is not None and unknown:
+        raise ApiError(400, "unknown-parameter",
+                       f"unknown query parameter {unknown[0]!r}: this endpoint takes "
+                       f"{', '.join(sorted(known)) or 'none'} (see /api/v1/openapi.json)")
 
 
 @api.get("/openapi.json")
