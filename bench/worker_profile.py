@@ -32,7 +32,7 @@ from keydir.config import load_config  # noqa: E402
 from keydir.service import open_directory  # noqa: E402
 from relay.models import Direction  # noqa: E402
 from relay.queue import insert_ids, received_row  # noqa: E402
-from relay.worker import Worker  # noqa: E402
+from relay.worker import BATCH_SECONDS, Worker  # noqa: E402
 from tests.smtp_sink import free_port  # noqa: E402
 
 
@@ -55,6 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS,
+                        help="pipeline work before a batch's part is delivered")
     args = parser.parse_args()
     sink = DumpSink()
     root = Path(tempfile.mkdtemp(prefix="sealgate-worker-"))
@@ -69,7 +71,7 @@ def main() -> None:
                          f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: message {number}\r\n"
                          "\r\n".encode() + body, now, tenant_id=1, client="bench")
             for number in range(args.messages)])
-    worker = Worker(directory, name="bench/worker-0.0")
+    worker = Worker(directory, name="bench/worker-0.0", batch_seconds=args.batch_seconds)
     worker.run_once()  # warm up: imports, caches, the SMTP session
     profiler = cProfile.Profile() if args.profile else None
     cpu, wall = time.process_time(), time.monotonic()

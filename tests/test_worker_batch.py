@@ -147,10 +147,28 @@ def test_a_batch_takes_a_few_transactions_not_a_few_per_message(directory, sink)
         commits.append(connection)
 
     event.listen(directory.engine, "commit", count)
-    try:
-        assert Worker(directory, smtp_timeout=5).run_once() == BATCH
+    try:  # (the whole batch at once, however slow the machine is today)
+        assert Worker(directory, smtp_timeout=5, batch_seconds=60).run_once() == BATCH
     finally:
         event.remove(directory.engine, "commit", count)
     assert len(sink.sink.messages) == BATCH
     # Claim, pipeline, delivery attempts (reads), results: per batch, not per message.
     assert len(commits) <= 4
+
+
+def test_a_long_batch_delivers_what_is_done_before_processing_the_rest(directory, sink,
+                                                                        monkeypatch):
+    worker = Worker(directory, smtp_timeout=5, batch_seconds=0)  # one message at a time
+    sent_while_processing: list[int] = []
+    process = worker._process
+
+    def observed(session: Any, entry: Any, now: Any) -> Any:
+        sent_while_processing.append(len(sink.sink.messages))
+        return process(session, entry, now)
+
+    monkeypatch.setattr(worker, "_process", observed)
+    _queue(directory, GOOD)
+    assert worker.run_once() == len(GOOD)  # one claim
+    assert sent_while_processing == list(range(len(GOOD)))
+    assert _recipients_at(sink) == GOOD
+    assert all(rows[-1].state is State.DELIVERED for rows in _rows(directory).values())
