@@ -140,3 +140,29 @@ def test_cli_admin_and_token_verbs(tmp_path):
     assert "revoked" in _cli(tmp_path, "token", "list").output
     unknown = _cli(tmp_path, "token", "create", "--tenant", "nope", "--name", "x")
     assert unknown.exit_code != 0 and "sealgate tenant list" in unknown.output
+
+
+@both_databases
+def test_migration_0007_matches_the_models_and_goes_back_down(database_url):  # noqa: F811
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from keydir.db import _alembic_config, make_engine
+    from keydir.models import Base
+
+    engine = make_engine(database_url)
+    config = _alembic_config(engine)
+    command.upgrade(config, "head")
+    ours = {"admin_accounts", "api_tokens"}
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    # What the migration made is what the models say (tables, columns, types, nullability).
+    assert [d for d in differences if any(f"'{table}'" in repr(d) for table in ours)] == []
+    command.downgrade(config, "0006")
+    assert not ours & set(inspect(engine).get_table_names())
+    command.upgrade(config, "head")
+    assert ours <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
