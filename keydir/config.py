@@ -67,6 +67,8 @@ class WebSection:
     # Per client IP, for the portal's sign-in, code, registration and reset forms (the
     # per-account lock after five wrong passwords comes on top).
     portal_rate_limit: str = "20 per minute;200 per hour"
+    # Per client IP, for the REST API (/api/v1).
+    api_rate_limit: str = "600 per minute"
 
 
 @dataclass(frozen=True)

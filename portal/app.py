@@ -59,8 +59,9 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     limiter = Limiter(get_remote_address)
     limiter.limit(web.lookup_limit)(web.keys)
     setup.install(app, limiter, web_config)
-    api.install(app, limiter)
+    api.install(app, limiter, web_config)
     _check_limit(app.config[setup.AUTH_LIMIT_SETTING], "portal_rate_limit")
+    _check_limit(app.config[api.API_LIMIT_SETTING], "api_rate_limit")
     try:
         limiter.init_app(app)
     except ConfigurationError as exc:

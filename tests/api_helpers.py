@@ -42,5 +42,7 @@ def make_api(directory: Directory, **settings: object) -> Api:
         tokens["operator"] = admins.create_token(session, None, "operator", now).token
     config = {"TESTING": True, "SECRET_KEY": "test",
               "SEALGATE_API_RATE_LIMIT": "100000 per minute", **settings}
+    # None: the configuration's own [web] api_rate_limit.
+    config = {key: value for key, value in config.items() if value is not None}
     app = create_app(config, directory=directory)
     return Api(app, app.test_client(), directory, tokens)

@@ -10,13 +10,21 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from keydir import admins
+from keydir.config import ConfigError
 from keydir.models import Event
+from keydir.service import initialise
 from keydir.tenancy import get_tenant
 from portal.api.openapi import build
+from portal.app import create_app
 from relay.models import Direction, QueuedMessage, State
 from relay.queue import enqueue
 from tests.api_helpers import Api, make_api
-from tests.keydir_fixtures import both_databases, database_url, directory  # noqa: F401
+from tests.keydir_fixtures import (  # noqa: F401
+    both_databases,
+    database_url,
+    directory,
+    make_config,
+)
 
 
 @pytest.fixture
@@ -89,6 +97,24 @@ def test_rate_limit_answers_429_in_json_with_retry_after(directory):  # noqa: F8
     assert codes == [200, 200, 200, 429]
     limited = api.call("get", "/users")
     assert limited.json["error"]["code"] == "rate-limited" and "Retry-After" in limited.headers
+
+
+def test_the_web_section_sets_the_api_rate_limit_and_a_typo_stops_the_start(tmp_path):
+    database = f"sqlite:///{tmp_path / 'data' / 'sealgate.db'}"
+    limited = initialise(make_config(tmp_path, database, web={"api_rate_limit": "2 per hour"}),
+                         datetime.now(UTC))
+    try:
+        api = make_api(limited, SEALGATE_API_RATE_LIMIT=None)
+        assert [api.call("get", "/users").status_code for _ in range(3)] == [200, 200, 429]
+    finally:
+        limited.close()
+    broken = initialise(make_config(tmp_path, database, web={"api_rate_limit": "lots"}),
+                        datetime.now(UTC))
+    try:
+        with pytest.raises(ConfigError, match="api_rate_limit 'lots' is not a rate limit"):
+            create_app({"TESTING": True, "SECRET_KEY": "t"}, directory=broken)
+    finally:
+        broken.close()
 
 
 def test_an_unexpected_failure_is_a_json_500(directory, monkeypatch):  # noqa: F811

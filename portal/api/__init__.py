@@ -7,12 +7,12 @@ from __future__ import annotations
 from flask import Flask, current_app
 from flask_limiter import Limiter
 
+from keydir.config import WebSection
 from portal.api import certificate_views, directory_views, errors, mail_views, settings_views
 from portal.api.core import api
 from portal.api.openapi import document
 
-API_LIMIT_SETTING = "SEALGATE_API_RATE_LIMIT"
-DEFAULT_API_LIMIT = "600 per minute"
+API_LIMIT_SETTING = "SEALGATE_API_RATE_LIMIT"  # [web] api_rate_limit; tests set their own
 # Imported for their routes on the blueprint.
 VIEWS = (certificate_views, directory_views, mail_views, settings_views, document)
 
@@ -21,8 +21,8 @@ def _api_limit() -> str:
     return str(current_app.config[API_LIMIT_SETTING])
 
 
-def install(app: Flask, limiter: Limiter) -> None:
-    app.config.setdefault(API_LIMIT_SETTING, DEFAULT_API_LIMIT)
+def install(app: Flask, limiter: Limiter, web: WebSection) -> None:
+    app.config.setdefault(API_LIMIT_SETTING, web.api_rate_limit)
     errors.install(app)
     limiter.limit(_api_limit)(api)
     app.register_blueprint(api)
