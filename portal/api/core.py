@@ -141,7 +141,34 @@ def json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "bad-json", "the body must be a JSON object, e.g. {\"name\": …}")
+    _refuse_unstorable(body, "the body")
     return body
+
+
+def _refuse_unstorable(value: object, where: str) -> None:
+    """NUL characters and lone surrogates (JSON's "\\u0000", "\\ud800") are text no
+    database column can hold: refused here, not failing deep inside as a server error."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unstorable(key, where)
+            _refuse_unstorable(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_unstorable(item, where)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "bad-text", f"{where} holds text that is not valid Unicode "
+                           "(a lone surrogate): send UTF-8") from None
+        if "\x00" in value:
+            raise ApiError(400, "bad-text", f"{where} holds a NUL character: remove it")
+
+
+def check_url_text() -> None:
+    """Path and query parameters, before any view looks them up."""
+    _refuse_unstorable(list(request.args.values()), "the query string")
+    _refuse_unstorable(list((request.view_args or {}).values()), "the path")
 
 
 def field(body: dict[str, Any], name: str, kind: type, *, required: bool = True,
@@ -178,3 +205,6 @@ def iso(value: datetime | None) -> str | None:
 
 def created(payload: dict[str, Any]) -> tuple[Response, int]:
     return jsonify(payload), 201
+
+
+api.before_request(check_url_text)
