@@ -5,6 +5,11 @@ copies (one per recipient set and route), each a queue row of its own in ``ready
 Ready and deferred rows are delivered; temporary failures are retried with back-off
 until ``max_age`` (5 days), then the sender gets a DSN. An unexpected error parks the
 message with the error for a person to look at: nothing is ever dropped silently.
+
+A worker claims due messages in batches (``BATCH``) and keeps their rows as plain values
+(``relay.queue.Entry``): the pipeline results of a batch are one transaction, its
+delivery results another, so commits and statements are per batch rather than per
+message. A faulty message still parks alone (see ``Worker.handle_batch``).
 """
 
 from __future__ import annotations
