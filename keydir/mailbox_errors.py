@@ -86,7 +86,7 @@ class TokenInvalid(PortalError):
 
 
 class TokenExpired(PortalError):
-    pass
+    """A one-time link past its validity: the person asks for a new one."""
 
 
 class WeakPassword(PortalError):
@@ -102,7 +102,7 @@ class CodeInvalid(PortalError):
 
 
 class RecipientNotAllowed(PortalError):
-    pass
+    """A portal message addressed outside the tenant's own people (the portal is no relay)."""
 
 
 class TooLarge(PortalError):
