@@ -30,6 +30,12 @@ class AdminAccount(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Raised by "sign out everywhere", a password change and removal of the second factor:
+    # every console session naming an older epoch ends.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The TOTP time step last accepted: a code seen once (shoulder-surfed, replayed) is
+    # refused for the rest of its window.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiToken(Base):

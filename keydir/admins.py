@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pyotp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -106,10 +107,55 @@ def _totp_context(account: AdminAccount) -> str:
     return f"admin-totp:{account.id}"
 
 
+TOTP_STEP = 30  # seconds, the authenticator apps' default
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(account: AdminAccount, secret: str, issuer: str) -> str:
+    """The otpauth:// link an authenticator app reads (as text or QR code)."""
+    return pyotp.TOTP(secret).provisioning_uri(name=account.address, issuer_name=issuer)
+
+
+def _matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step ``code`` belongs to (now, or one step either side for clock drift)."""
+    code = "".join(code.split())
+    if not (code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int(now.timestamp()) // TOTP_STEP
+    for step in (current, current - 1, current + 1):
+        if secrets.compare_digest(totp.at(step * TOTP_STEP), code):
+            return step
+    return None
+
+
 def set_totp(session: Session, master_key: MasterKey, account: AdminAccount, secret: str,
-             now: datetime, actor: str = "system") -> None:
+             now: datetime, actor: str = "system", *, code: str | None = None) -> None:
+    """Switch the second factor on; with ``code`` only once the app proves it has the secret.
+
+    Every other session of the account ends: it signed in without this factor.
+    """
+    if code is not None:
+        step = _matching_step(secret, code, now)
+        if step is None:
+            raise Refused("the code does not match: check the time on your phone and enter "
+                          "the code your app shows now")
+        account.totp_last_step = step
     account.totp_sealed = master_key.seal(secret.encode("ascii"), _totp_context(account))
+    account.session_epoch += 1
     record(session, now, "admin.totp-enabled", account.address, tenant_id=account.tenant_id,
+           actor=actor)
+
+
+def reset_totp(session: Session, account: AdminAccount, now: datetime, actor: str) -> None:
+    """Remove the second factor (lost phone): the account must enrol anew at its next
+    sign-in. Only another administrator may do this; every session of the account ends."""
+    account.totp_sealed, account.totp_last_step = None, None
+    account.session_epoch += 1
+    record(session, now, "admin.totp-reset", account.address, tenant_id=account.tenant_id,
            actor=actor)
 
 
@@ -117,6 +163,37 @@ def totp_secret(master_key: MasterKey, account: AdminAccount) -> str | None:
     if account.totp_sealed is None:
         return None
     return master_key.open(account.totp_sealed, _totp_context(account)).decode("ascii")
+
+
+def verify_totp(master_key: MasterKey, account: AdminAccount, code: str, now: datetime) -> bool:
+    """The second factor at sign-in: a current code not used before (no replay)."""
+    secret = totp_secret(master_key, account)
+    if secret is None:
+        return False
+    step = _matching_step(secret, code, now)
+    if step is None or (account.totp_last_step is not None and step <= account.totp_last_step):
+        return False
+    account.totp_last_step = step
+    return True
+
+
+def change_password(session: Session, account: AdminAccount, current: str, new: str,
+                    now: datetime) -> None:
+    """A new password after the current one is proven; every other session ends."""
+    if not verify_password(account.password_hash, current):
+        raise Refused("the current password is wrong")
+    check_password(new, account.address)
+    account.password_hash = hash_password(new)
+    account.session_epoch += 1
+    record(session, now, "admin.password-changed", account.address,
+           tenant_id=account.tenant_id, actor=account.address)
+
+
+def end_sessions(session: Session, account: AdminAccount, now: datetime) -> None:
+    """"Sign out everywhere": every console session of the account ends."""
+    account.session_epoch += 1
+    record(session, now, "admin.signed-out-everywhere", account.address,
+           tenant_id=account.tenant_id, actor=account.address)
 
 
 # --- API tokens ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import relay.models  # noqa: F401 - the relay's tables share the metadata
 
 # The portal's, administrators', billing's and directory import's tables share the
 # metadata.
-from keydir import admin_models, mailbox_models, usage_models  # noqa: F401
+from keydir import admin_models, bulk_models, mailbox_models, usage_models  # noqa: F401
 from keydir.directory_import import models as directory_import_models  # noqa: F401
 from keydir.models import Base
 

@@ -2,7 +2,8 @@
 
 ``create_app()`` opens the key directory the configuration names (``sealgate init`` must
 have run) and serves the public key directory, the internal CA's files and the recipient
-portal (``/portal``) and the REST API (``/api/v1``); the admin console joins it here. Tests pass
+portal (``/portal``), the administrators' console (``/console``) and the REST API
+(``/api/v1``). Tests pass
 ``test_config`` and an open ``directory``; production runs ``gunicorn wsgi:app``.
 """
 
@@ -25,7 +26,7 @@ from limits.errors import ConfigurationError
 from keydir import web
 from keydir.config import ConfigError, load_config
 from keydir.service import Directory, open_directory
-from portal import api, setup
+from portal import api, console, setup
 from portal.health import health
 
 SECRET_KEY_FILE = "web-secret.key"
@@ -60,6 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     limiter.limit(web.lookup_limit)(web.keys)
     setup.install(app, limiter, web_config)
     api.install(app, limiter, web_config)
+    console.install(app, limiter, web_config.portal_rate_limit)
     _check_limit(app.config[setup.AUTH_LIMIT_SETTING], "portal_rate_limit")
     _check_limit(app.config[api.API_LIMIT_SETTING], "api_rate_limit")
     try:
