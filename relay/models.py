@@ -51,7 +51,9 @@ def _enum(kind: type[enum.StrEnum]) -> Enum:
 
 class QueuedMessage(Base):
     __tablename__ = "queue"
-    __table_args__ = (Index("ix_queue_due", "state", "next_attempt_at"),)
+    # ix_queue_created: the message log and the console's overview search by date.
+    __table_args__ = (Index("ix_queue_due", "state", "next_attempt_at"),
+                      Index("ix_queue_created", "created_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     direction: Mapped[Direction] = mapped_column(_enum(Direction))

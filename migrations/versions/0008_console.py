@@ -1,4 +1,4 @@
-"""console: administrator sessions and second factor, long operations
+"""console: administrator sessions and second factor, long operations, queue by date
 
 Revision ID: 0008
 Revises: 0007
@@ -45,9 +45,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('bulk_operations', schema=None) as batch_op:
         batch_op.create_index('ix_bulk_operations_state', ['state'], unique=False)
+    # The message log and the overview search the queue by date.
+    op.create_index('ix_queue_created', 'queue', ['created_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_queue_created', table_name='queue')
     with op.batch_alter_table('bulk_operations', schema=None) as batch_op:
         batch_op.drop_index('ix_bulk_operations_state')
     op.drop_table('bulk_operations')

@@ -23,7 +23,8 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_limiter import Limiter
-from werkzeug.exceptions import HTTPException
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import Forbidden, HTTPException, NotFound, TooManyRequests
 
 from portal.console import auth_views, core, dashboard_views, navigation
 
@@ -78,9 +79,12 @@ def install(app: Flask, limiter: Limiter, auth_limit: str) -> None:
         app.view_functions[endpoint] = limiter.limit(_login_limit, methods=["POST"])(
             app.view_functions[endpoint])
     app.context_processor(_template_globals)
-    for status in (403, 404):
-        previous = app.error_handler_spec.get(None, {}).get(status, {})
-        app.register_error_handler(status, _console_errors(status, dict(previous)))
+    # The console's own problem pages under /console; the handlers registered before
+    # (the portal's) keep answering everywhere else.
+    for status, kind in ((403, Forbidden), (404, NotFound), (400, CSRFError),
+                         (429, TooManyRequests)):
+        previous = dict(app.error_handler_spec.get(None, {}).get(status, {}))
+        app.register_error_handler(kind, _console_errors(kind, previous))
 
 
 def _template_globals() -> dict[str, object]:
@@ -105,22 +109,30 @@ def _tenant_switch() -> _Switch:
     return _Switch(auth_views.tenant_choices(), "" if chosen is None else str(chosen))
 
 
-def _console_errors(status: int, previous: dict[type, object]) -> object:
-    """The console's own problem page under /console; elsewhere whatever answered before
-    (the portal's pages under /portal, the plain answer for the rest)."""
+def _problem(error: HTTPException) -> tuple[str, str]:
+    if isinstance(error, Forbidden):
+        return _("Not allowed"), _("This page is for operators. Ask an operator of this "
+                                   "installation if you need it changed.")
+    if isinstance(error, CSRFError):
+        return _("The form has expired"), _("For your security, forms are valid for a "
+                                            "limited time. Go back, reload the page and "
+                                            "try again.")
+    if isinstance(error, TooManyRequests):
+        return _("Too many attempts"), _("Too many attempts came from your network. Wait "
+                                         "a few minutes before trying again.")
+    return _("Not found"), _("This page or object does not exist, or it belongs to "
+                             "another tenant.")
 
+
+def _console_errors(kind: type[HTTPException], previous: dict[type, object]) -> object:
     def handler(error: HTTPException) -> object:
         if not (request.path == "/console" or request.path.startswith("/console/")):
-            for kind, earlier in previous.items():
-                if isinstance(error, kind):
+            for earlier_kind, earlier in previous.items():
+                if isinstance(error, earlier_kind):
                     return earlier(error)  # type: ignore[operator]
             return error
-        if status == 403:
-            title, text = _("Not allowed"), _("This page is for operators. Ask an operator "
-                                              "of this installation if you need it changed.")
-        else:
-            title, text = _("Not found"), _("This page or object does not exist, or it "
-                                            "belongs to another tenant.")
-        return render_template("console/problem.html", title=title, text=text), status
+        title, text = _problem(error)
+        return render_template("console/problem.html", title=title, text=text), \
+            error.code or 500
 
     return handler
