@@ -45,20 +45,21 @@ class BarChart:
     empty: bool
 
 
-def _nice_top(value: int) -> int:
-    """A round maximum for the axis (1, 2 or 5 times a power of ten) at or above ``value``."""
-    top = 1
+def _nice_step(value: float) -> int:
+    """A round tick step (1, 2 or 5 times a power of ten) at or above ``value``."""
+    step = 1
     while True:
         for factor in (1, 2, 5):
-            if top * factor >= value:
-                return top * factor
-        top *= 10
+            if step * factor >= value:
+                return step * factor
+        step *= 10
 
 
 def stacked_bars(days: list[DayVolume]) -> BarChart:
     """One bar per day, stacked by category in ``CATEGORIES`` order."""
     highest = max((d.total for d in days), default=0)
-    top = _nice_top(max(highest, 1))
+    step = _nice_step(max(highest, 1) / 4)  # at most five lines: 0 and four steps
+    top = step * -(-max(highest, 1) // step)
     plot_height = HEIGHT - BOTTOM - TOP
     slot = (WIDTH - LEFT) / max(len(days), 1)
     bars: list[Bar] = []
@@ -75,11 +76,13 @@ def stacked_bars(days: list[DayVolume]) -> BarChart:
             bars.append(Bar(round(x, 1), round(base, 1), round(slot * 0.7, 1),
                             round(height, 1), category,
                             f"{day.day.isoformat()} · {category}: {count}"))
-        # Every day labelled would crowd a month: every seventh, and the last.
-        if index % 7 == 0 or index == len(days) - 1:
+        # Every day labelled would crowd a month: every seventh, and the last unless it
+        # would touch the one before.
+        last = index == len(days) - 1
+        if index % 7 == 0 or (last and index % 7 >= 3):
             labels.append(Label(round(x + slot * 0.35, 1), day.day.strftime("%d.%m.")))
-    ticks = [Tick(round(HEIGHT - BOTTOM - plot_height * part / 4, 1), str(top * part // 4))
-             for part in range(5)]
+    ticks = [Tick(round(HEIGHT - BOTTOM - plot_height * value / top, 1), str(value))
+             for value in range(0, top + 1, step)]
     return BarChart(WIDTH, HEIGHT, bars, ticks, labels, highest == 0)
 
 
