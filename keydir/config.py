@@ -37,18 +37,21 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class RelaySection:
-    inbound_listen: str = "127.0.0.1:2525"
+    inbound_listen: str = "127.0.0.1:2525"  # MX role: mail from the internet ("host:port")
+    # Mail from the organisation's servers, to be signed and encrypted ("host:port").
     outbound_listen: str = "127.0.0.1:2587"
+    # Who may relay outbound without a connector of a tenant (IP networks).
     outbound_clients: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
-    smarthost: str = ""
+    smarthost: str = ""  # "host:port": every outbound mail goes there; empty: MX lookup
     # Recipient domains whose mail must travel over verified TLS (else it waits): routes
     # where "opportunistic" is not enough, e.g. a partner agreement.
     require_tls_domains: tuple[str, ...] = ()
     tls_cert: str = ""  # PEM for STARTTLS; empty: a self-signed one in <data dir>/tls/
-    tls_key: str = ""
-    # Delivery workers: processes (0 = one per CPU; the pipeline is CPU work and one
-    # process uses one core) and threads in each (deliveries waiting on slow servers).
+    tls_key: str = ""  # the PEM private key for tls_cert
+    # Delivery worker processes (0 = one per CPU; the pipeline is CPU work and one
+    # process uses one core).
     worker_processes: int = 0
+    # Threads in each worker process: deliveries waiting on slow servers overlap.
     worker_threads: int = 2
     # How long the listeners remember a client's connector and a sender domain's
     # verification (changes made through this gateway apply at once; 0: never remember).
@@ -57,7 +60,9 @@ class RelaySection:
 
 @dataclass(frozen=True)
 class WebSection:
-    listen: str = "127.0.0.1:8080"
+    listen: str = "127.0.0.1:8080"  # the web application: portal, console, API, key directory
+    # Written into issued certificates (CA and CRL links) and notification mails: set it
+    # before the first certificate is issued.
     public_url: str = "http://127.0.0.1:8080"
     # Per client IP, for the public key directory and the CA's files (Flask-Limiter syntax).
     lookup_rate_limit: str = "60 per minute"
@@ -74,7 +79,7 @@ class WebSection:
 @dataclass(frozen=True)
 class DnsSection:
     nameservers: tuple[str, ...] = ()  # IP or "IP:port"; empty: the system resolver
-    timeout: float = 5.0
+    timeout: float = 5.0  # seconds per DNS question
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class CaSection:
     backend: str = "internal"  # "internal", "acme" or a vendor adapter's name
     key_type: str = "rsa2048"  # for new user keys: rsa2048, rsa3072, ec256, ec384
     internal_ca_key_type: str = "rsa3072"  # the internal CA's own key, made by 'init'
-    validity_days: int = 365
+    validity_days: int = 365  # how long a user certificate issued here is valid
     rollover_days: int = 7  # issue the successor this many days before expiry
     acme_directory: str = ""  # ACME (RFC 8555/8823) directory URL
     acme_contact: str = ""  # mailto: contact for the ACME account
@@ -92,13 +97,13 @@ class CaSection:
 class RevocationSection:
     check: bool = True  # check partners' certificates by OCSP/CRL before use
     soft_fail: bool = True  # an unreachable responder does not block encryption
-    cache_hours: int = 24
-    timeout: float = 5.0
+    cache_hours: int = 24  # how long an OCSP/CRL answer is reused at most
+    timeout: float = 5.0  # seconds per OCSP or CRL request
 
 
 @dataclass(frozen=True)
 class DomainsSection:
-    revalidate_days: int = 365
+    revalidate_days: int = 365  # the DNS proof of a domain is renewed this often
     txt_prefix: str = "_sealgate"  # the TXT record lives at <prefix>.<domain>
 
 
@@ -158,7 +163,7 @@ def _price_tiers(where: str, value: object) -> tuple[tuple[int, Decimal], ...]:
 
 @dataclass(frozen=True)
 class BillingSection:
-    currency: str = "EUR"
+    currency: str = "EUR"  # printed with every amount of the usage report
     # Price per participating user and month, by the user count a tier starts at; the
     # whole volume is billed at the reached tier's price (docs/billing.md).
     tiers: tuple[tuple[int, Decimal], ...] = (

@@ -8,6 +8,7 @@ import click
 
 from sealgate.admin_cli import register as register_admin
 from sealgate.billing_cli import register as register_billing
+from sealgate.config_cli import config_group
 from sealgate.context import Context, now_utc
 from sealgate.directory_cli import pass_context
 from sealgate.directory_cli import register as register_directory
@@ -64,6 +65,7 @@ main.add_command(smime_group)
 main.add_command(queue_group)
 main.add_command(connector_group)
 main.add_command(portal_group)
+main.add_command(config_group)
 register_directory(main)
 register_directory_import(main)
 register_billing(main)
