@@ -26,13 +26,15 @@ def _catalogue(language: str):
         return read_po(handle)
 
 
-def _current_template(tmp_path: Path):
-    """The messages the code and templates use now (extracted afresh)."""
+def _current_template(tmp_path: Path, *paths: str, ignore: str = "console"):
+    """The messages the code and templates use now (extracted afresh): by default the
+    portal's, which speaks four languages (the console speaks English and German, see
+    tests/test_console_i18n.py)."""
     target = tmp_path / "messages.pot"
     subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract",
                     "-F", "portal/babel.cfg", "-k", "_l", "-o", str(target),
-                    "portal", "templates/portal"], cwd=ROOT, check=True,
-                   capture_output=True)
+                    "--ignore-dirs", ignore, *(paths or ("portal", "templates/portal"))],
+                   cwd=ROOT, check=True, capture_output=True)
     with target.open("rb") as handle:
         return read_po(handle)
 
