@@ -8,6 +8,7 @@ keys are refused with a message naming them: a typo must not silently do nothing
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import os
@@ -74,6 +75,16 @@ class WebSection:
     portal_rate_limit: str = "20 per minute;200 per hour"
     # Per client IP, for the REST API (/api/v1).
     api_rate_limit: str = "600 per minute"
+    # Who may read /metrics (IP networks; behind a proxy, the proxy's address counts).
+    metrics_networks: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+
+    def __post_init__(self) -> None:
+        for network in self.metrics_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"web.metrics_networks: {network!r} is not an IP network "
+                                  "(e.g. \"10.0.0.0/8\" or \"::1/128\")") from None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from keydir.config import ConfigError, load_config
 from keydir.service import Directory, open_directory
 from portal import api, console, setup
 from portal.health import health
+from portal.metrics import metrics
 
 SECRET_KEY_FILE = "web-secret.key"
 # Pages and assets live at the top of the repository, next to the code that uses them.
@@ -73,6 +74,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app.extensions["sealgate.limiter"] = limiter
     app.register_blueprint(web.keys)
     app.register_blueprint(health)
+    app.register_blueprint(metrics)
     # Someone typing the bare host name lands where a person can do something.
     app.add_url_rule("/", "front_door", lambda: redirect(url_for("portal_mail.home")))
     return app
