@@ -83,5 +83,5 @@ def test_metrics_are_refused_outside_the_allowed_networks(directory):  # noqa: F
 
 
 def test_a_wrong_metrics_network_stops_the_start():
-    with pytest.raises(ConfigError, match="metrics_networks.*not an IP network"):
+    with pytest.raises(ConfigError, match=r"metrics_networks.*not an IP network"):
         Config.from_mapping({"web": {"metrics_networks": ["10.0.0.0/33"]}})
