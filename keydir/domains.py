@@ -54,7 +54,8 @@ def resolver_for(config: Config) -> dns.resolver.Resolver:
     return resolver
 
 
-def verify(session: Session, domain: Domain, config: Config, now: datetime) -> VerifyResult:
+def verify(session: Session, domain: Domain, config: Config, now: datetime,
+           actor: str = "system") -> VerifyResult:
     name, expected = txt_record(domain, config.domains.txt_prefix)
     domain.last_checked_at = now
     try:
@@ -62,26 +63,28 @@ def verify(session: Session, domain: Domain, config: Config, now: datetime) -> V
         values = {b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answers}
     except dns.resolver.NXDOMAIN:
         return _fail(session, domain, now, f"{name} does not exist in DNS: publish "
-                                           f'{name}. IN TXT "{expected}"')
+                                           f'{name}. IN TXT "{expected}"', actor)
     except dns.resolver.NoAnswer:
         return _fail(session, domain, now, f"{name} has no TXT record: publish "
-                                           f'"{expected}"')
+                                           f'"{expected}"', actor)
     except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
         return _fail(session, domain, now, f"the DNS lookup of {name} failed ({exc}); check "
-                                           "[dns] nameservers and try again")
+                                           "[dns] nameservers and try again", actor)
     if expected not in values:
         found = ", ".join(sorted(values)) or "nothing"
-        return _fail(session, domain, now, f"{name} holds {found}, not \"{expected}\"")
+        return _fail(session, domain, now, f"{name} holds {found}, not \"{expected}\"",
+                     actor)
     domain.verified_at, domain.verified_by, domain.last_check_error = now, "dns", ""
     record(session, now, "domain.verified", domain.name, tenant_id=domain.tenant_id,
-           detail={"record": name})
+           actor=actor, detail={"record": name})
     return VerifyResult(True, f"{domain.name} verified by its TXT record")
 
 
-def _fail(session: Session, domain: Domain, now: datetime, detail: str) -> VerifyResult:
+def _fail(session: Session, domain: Domain, now: datetime, detail: str,
+          actor: str) -> VerifyResult:
     domain.last_check_error = detail
     record(session, now, "domain.verify-failed", domain.name, tenant_id=domain.tenant_id,
-           detail={"error": detail})
+           actor=actor, detail={"error": detail})
     return VerifyResult(False, detail)
 
 
