@@ -198,6 +198,47 @@ class BillingSection:
                               f" not {self.minimum_participation_percent}")
 
 
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _level(where: str, value: object) -> str:
+    level = str(value).strip().lower()
+    if level not in _LEVELS:
+        raise ConfigError(f"{where} must be one of {', '.join(_LEVELS)}, not {value!r}")
+    return level
+
+
+def _logger_levels(where: str, value: object) -> tuple[tuple[str, str], ...]:
+    """``{ "sealgate.mail" = "warning" }``: a level per logger name."""
+    if isinstance(value, str):  # from the environment: JSON
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: cannot read the table {value!r}: {exc}") from None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table of logger name = level, e.g. "
+                          '{ "sealgate.mail" = "warning" }')
+    return tuple(sorted((str(name), _level(f"{where}.{name}", level))
+                        for name, level in value.items()))
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str = "info"  # debug, info, warning, error or critical
+    # "text" for people, "json" for a log collector: one object per line with time,
+    # level, logger, message and, for mail, queue_id (and parent_id, message_id, state).
+    format: str = "text"
+    # Levels for single loggers, e.g. { "sealgate.mail" = "warning" } drops the line per
+    # step of each mail (the queue's own log in the console keeps them).
+    levels: tuple[tuple[str, str], ...] = field(default=(), metadata={"toml": "table"})
+
+    PARSERS: ClassVar[dict[str, Any]] = {"level": _level, "levels": _logger_levels}
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f'log.format must be "text" or "json", not {self.format!r}')
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataSection = field(default_factory=DataSection)
@@ -209,6 +250,7 @@ class Config:
     revocation: RevocationSection = field(default_factory=RevocationSection)
     domains: DomainsSection = field(default_factory=DomainsSection)
     billing: BillingSection = field(default_factory=BillingSection)
+    log: LogSection = field(default_factory=LogSection)
     source: str = "embedded default"
 
     @property
@@ -237,6 +279,7 @@ _SECTION_TYPES: dict[str, type] = {
     "data": DataSection, "database": DatabaseSection, "relay": RelaySection,
     "web": WebSection, "dns": DnsSection, "ca": CaSection,
     "revocation": RevocationSection, "domains": DomainsSection, "billing": BillingSection,
+    "log": LogSection,
 }
 
 

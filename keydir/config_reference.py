@@ -10,7 +10,7 @@ import inspect
 import io
 import json
 import tokenize
-from dataclasses import fields
+from dataclasses import Field, fields
 from decimal import Decimal
 
 from keydir import config
@@ -41,8 +41,11 @@ def field_comments(kind: type) -> dict[str, str]:
     return {name: " ".join(texts) for name, texts in comments.items() if texts}
 
 
-def _value(value: object) -> str:
-    """A default as TOML writes it."""
+def _value(value: object, table: bool = False) -> str:
+    """A default as TOML writes it (``table``: pairs written as an inline table)."""
+    if table or (isinstance(value, tuple) and value and isinstance(value[0], tuple)):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value) + " }" \
+            if value else "{}"  # type: ignore[union-attr]
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
@@ -51,11 +54,15 @@ def _value(value: object) -> str:
         return str(value)
     if isinstance(value, str):
         return json.dumps(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value) + " }"
     if isinstance(value, tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     raise TypeError(f"no TOML form for {value!r}")
+
+
+def _key(key: object) -> str:
+    """A TOML key: bare when it can be, quoted otherwise (logger names have dots)."""
+    text = str(key)
+    return text if text.replace("_", "").replace("-", "").isalnum() else json.dumps(text)
 
 
 def _markdown(text: str) -> str:
@@ -71,9 +78,14 @@ def default_toml() -> str:
             continue
         kind = config._SECTION_TYPES[section.name]
         lines.append(f"[{section.name}]")
-        lines += [f"{item.name} = {_value(getattr(kind(), item.name))}" for item in fields(kind)]
+        lines += [f"{item.name} = {_value(getattr(kind(), item.name), _is_table(item))}"
+                  for item in fields(kind)]
         lines.append("")
     return "\n".join(lines)
+
+
+def _is_table(item: Field[object]) -> bool:
+    return item.metadata.get("toml") == "table"
 
 
 def reference() -> str:
@@ -91,7 +103,7 @@ def reference() -> str:
         for item in fields(kind):
             env = f"{config.ENV_PREFIX}{section.name.upper()}__{item.name.upper()}"
             text = _markdown(comments.get(item.name, ""))
-            default = _value(getattr(defaults, item.name)).replace("|", "\\|")
+            default = _value(getattr(defaults, item.name), _is_table(item)).replace("|", "\\|")
             lines.append(f"| `{item.name}` | `{default}` | `{env}` | {text} |")
         lines.append("")
     lines.append(END)

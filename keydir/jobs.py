@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from keydir import domains, issuance, mailbox, revocation
+from keydir import bulk, domains, issuance, mailbox, revocation
 from keydir.directory_import import run as directory_import
 from keydir.service import Directory
 
@@ -47,6 +47,12 @@ def _directory_import(directory: Directory, session: Session, now: datetime) -> 
         f": {'; '.join(done)}" if done else "")
 
 
+def _bulk_operations(directory: Directory, session: Session, now: datetime) -> str:
+    # Works in transactions of its own (progress shows per batch); ``sealgate serve`` also
+    # runs it every few seconds (``Gateway._bulk_operations``).
+    return bulk.run(directory, now).summary()
+
+
 JOBS: dict[str, Job] = {
     "rollover": _rollover,
     "issuance": _issuance,
@@ -54,4 +60,5 @@ JOBS: dict[str, Job] = {
     "revocation": _revocation,
     "portal-retention": _portal_retention,
     "directory-import": _directory_import,
+    "bulk-operations": _bulk_operations,
 }

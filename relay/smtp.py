@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, is_verified
-from relay import connectors
+from relay import connectors, trace
 from relay.group_commit import GroupCommit
 from relay.lookup_cache import GENERATION, LookupCache
 from relay.models import Direction
@@ -83,6 +83,8 @@ class _QueueingHandler:
             return "451 4.3.0 Storage is not available right now, please try again later"
         if self.on_queued is not None:
             self.on_queued()
+        trace.accepted(queue_id, self.direction.value, row["mail_from"], row["recipients"],
+                       row["size"], client, data)
         return f"250 2.0.0 Queued as {queue_id}"
 
     async def _domain(self, address: str) -> tuple[bool, bool, int | None]:

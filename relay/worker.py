@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain
-from relay import delivery, pipeline
+from relay import delivery, pipeline, trace
 from relay.dsn import build_dsn
 from relay.models import Direction, QueuedMessage, State
 from relay.queue import (
@@ -152,6 +152,7 @@ class Worker:
         Returns what is to be delivered now, and the entries left for later.
         """
         processed: list[Entry] = []
+        claimed: list[Entry] = []  # the same entries as claimed, for the mail log
         new_rows: list[NewRow] = []
         due: list[Entry] = []
         later: list[Entry] = []
@@ -166,12 +167,17 @@ class Worker:
             if entry.state is State.QUEUED:
                 changed, rows = self._process(session, entry, now)
                 processed.append(changed)
+                claimed.append(entry)
                 new_rows.extend(rows)
             else:
                 due.append(entry)
         connection = session.connection()
         write_back(connection, processed)
-        due.extend(row for row in insert_rows(connection, new_rows) if row.state is State.READY)
+        made = insert_rows(connection, new_rows)
+        due.extend(row for row in made if row.state is State.READY)
+        trace.steps(zip(claimed, processed, strict=True), "processed")
+        trace.copies({row.id: fields["parent_id"] for row, fields in
+                      zip(made, new_rows, strict=True)}, made)
         return due, later
 
     def _deliver_all(self, session: Session, entries: list[Entry]) -> None:
@@ -212,7 +218,10 @@ class Worker:
                 bounces.extend(self._apply(row, outcome))
             changed.append(row)
         write_back(connection, changed)
-        insert_rows(connection, bounces)
+        made = insert_rows(connection, bounces)
+        trace.steps(zip((entry for entry, _ in outcomes), changed, strict=True), "delivery")
+        trace.copies({row.id: fields["parent_id"] for row, fields in
+                      zip(made, bounces, strict=True)}, made)
 
     def _park(self, message_id: int, exc: BaseException) -> None:
         with self.directory.transaction() as session:

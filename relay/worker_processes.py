@@ -31,6 +31,7 @@ from multiprocessing.synchronize import Semaphore
 
 from keydir.config import Config
 from keydir.service import open_directory
+from relay import log_setup
 from relay.worker import Worker
 
 logger = logging.getLogger("sealgate.relay.workers")
@@ -94,7 +95,7 @@ def run_worker_process(config: Config, node: str, number: int, threads: int, par
     # Ctrl-C reaches the whole process group; the gateway decides when workers stop,
     # so that it can close the listeners first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_setup.configure(config.log)
     directory = open_directory(config)
     # What start-up made (modules, mappers, the CA) lives as long as the process: keep it
     # out of the cyclic collector, whose full passes over it stalled every message in

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from sealgate.admin_cli import register as register_admin
@@ -37,12 +35,11 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 def serve_command(context: Context, workers: int | None) -> None:
     """Run the gateway: SMTP listeners, workers, scheduler and web app (Ctrl-C stops)."""
     from portal.app import create_app
+    from relay.log_setup import configure as configure_logging
     from relay.worker_processes import default_process_count
     from sealgate.serve import Gateway
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # aiosmtpd logs every SMTP command at INFO: costly at hundreds of messages a second.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    configure_logging(context.config.log)
     directory = context.initialise(now_utc())  # first start on a fresh machine: set up
     relay = directory.config.relay
     gateway = Gateway(directory, workers=workers or default_process_count(relay.worker_processes),

@@ -22,7 +22,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from keydir import jobs
+from keydir import bulk, jobs
 from keydir.config import host_port
 from keydir.service import Directory
 from relay.portal_outbox import submit_outgoing
@@ -36,6 +36,8 @@ SIZE_LIMIT = 50 * 1024 * 1024  # announced with SIZE (RFC 1870)
 JOB_INTERVAL = timedelta(hours=1)
 PORTAL_OUTBOX_INTERVAL = 2.0  # seconds between looks for the portal's replies and mails
 SUPERVISE_INTERVAL = 2.0  # seconds between checks that every worker process lives
+BULK_INTERVAL = 3.0  # seconds between looks for bulk operations (imports, issuance)
+BULK_BUDGET = 200  # items per look: one long operation does not hold a node for hours
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Gateway:
         self._thread("scheduler", self._schedule)
         self._thread("portal-outbox", self._portal_outbox)
         self._thread("supervisor", self._supervise)
+        self._thread("bulk-operations", self._bulk_operations)
         if self.app_factory is not None:
             host, port = host_port(self.directory.config.web.listen, 8080)
             self.web = make_server(host, port, self.app_factory(self.directory), threaded=True)
@@ -106,6 +109,17 @@ class Gateway:
                 except Exception:  # one failing job must not stop the others
                     logger.exception("job %s failed", name)
             self.stop_event.wait(JOB_INTERVAL.total_seconds())
+
+    def _bulk_operations(self) -> None:
+        """Bulk operations started in the console or the API, a few seconds after: the
+        hourly scheduler would leave an administrator watching a bar that does not move."""
+        while not self.stop_event.wait(BULK_INTERVAL):
+            try:
+                report = bulk.run(self.directory, datetime.now(UTC), BULK_BUDGET)
+                if report.processed:
+                    logger.info("bulk operations: %s", report.summary())
+            except Exception:  # e.g. the database is away for a moment: try again soon
+                logger.exception("bulk operations failed")
 
     def _supervise(self) -> None:
         while not self.stop_event.wait(SUPERVISE_INTERVAL):

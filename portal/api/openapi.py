@@ -83,6 +83,15 @@ SCHEMAS: dict[str, Schema] = {
             "kind": STRING, "fingerprint": STRING, "subject": STRING, "not_after": TIME})]},
         "cipher": _nullable("string", enum=["aes256-gcm", "aes256-cbc", None]),
         "key_transport": _nullable("string", enum=["rsa-oaep", "rsa-pkcs1v15", "ecdh", None])}),
+    "BulkOperation": _object({
+        "id": INTEGER, "tenant": STRING, "kind": {"enum": ["user-import", "issuance"]},
+        "state": {"enum": ["queued", "running", "done", "cancelled"]},
+        "total": INTEGER, "done": {**INTEGER, "description": "items behind us"},
+        "succeeded": INTEGER, "failed": INTEGER,
+        "errors": {"type": "array", "items": _object({"item": STRING, "error": STRING})},
+        "created_by": STRING, "created_at": TIME,
+        "started_at": _nullable("string", format="date-time"),
+        "finished_at": _nullable("string", format="date-time")}),
     "Usage": _object({
         "month": STRING, "currency": STRING, "minimum_participation_percent": STRING,
         "total": STRING, "tenants": {"type": "array", "items": {"type": "object"}}}),
@@ -217,6 +226,30 @@ def build() -> dict[str, Any]:
                                      parameters=[_path("address")],
                                      extra_errors={"409": "not participating"})},
             "/users/{address}/certificate": {"post": _issue_operation()},
+            "/users/{address}/revoke": {"post": _operation(
+                "Revoke the user's current certificate (or the one named by serial)",
+                ("200", _object({
+                    "revoked": _ref("Certificate"), "listed_in_crl": BOOLEAN,
+                    "detail": STRING, "user": _ref("User"),
+                    "replacement": {"oneOf": [{"type": "null"}, _object(
+                        {"issued": BOOLEAN, "detail": STRING})]}}), "revoked"),
+                parameters=[_path("address")],
+                body=_object({
+                    "reason": {"enum": ["keyCompromise", "superseded", "affiliationChanged",
+                                        "cessationOfOperation"]},
+                    "serial": {**STRING, "description": "default: the current certificate"},
+                    "replace": {**BOOLEAN, "description": "issue a replacement now"}},
+                    ["reason"]),
+                extra_errors={"409": "revoked already, or no valid certificate"})},
+            "/bulk/issuance": {"post": _operation(
+                "Queue certificate issuance for many users (default: every participating "
+                "user without a valid certificate)",
+                ("201", _ref("BulkOperation"), "queued; GET /bulk/{id} shows the progress"),
+                body=_object({"addresses": STRINGS, "tenant": TENANT_FIELD}, []))},
+            "/bulk/{id}": {"get": _operation(
+                "A bulk operation's progress and errors",
+                ("200", _ref("BulkOperation"), "the operation"),
+                parameters=[_path("id", INTEGER)])},
             "/certificates": {
                 "get": _operation("Certificates by kind",
                                   ("200", _list("certificates", "Certificate"), "certificates"),

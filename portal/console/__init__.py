@@ -26,12 +26,22 @@ from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, HTTPException, NotFound, TooManyRequests
 
-from portal.console import auth_views, core, dashboard_views, domain_views, navigation
+from portal.console import (
+    auth_views,
+    bulk_views,
+    core,
+    dashboard_views,
+    domain_views,
+    navigation,
+    user_views,
+)
 
 # Every area's blueprint; an area adds itself here.
 BLUEPRINTS: tuple[Blueprint, ...] = (
     auth_views.auth,
     dashboard_views.dashboard,
+    user_views.users,
+    bulk_views.operations,
     domain_views.domains_bp,
 )
 CONSOLE_BLUEPRINTS = frozenset(b.name for b in BLUEPRINTS)
