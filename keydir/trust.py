@@ -16,7 +16,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from keydir.certificates import fingerprint
-from keydir.errors import Conflict, Refused
+from keydir.errors import Conflict, NotFound, Refused
 from keydir.events import record
 from keydir.models import TrustAnchor
 from keydir.trust_roots import load_tolerantly
@@ -107,3 +107,50 @@ def anchors_for(session: Session, tenant_id: int | None) -> list[x509.Certificat
         or_(TrustAnchor.tenant_id.is_(None), TrustAnchor.tenant_id == tenant_id))
     loaded = (load_tolerantly(der) for der in session.scalars(query))
     return [cert for cert in loaded if cert is not None]
+
+
+# Global anchors that are not an administrator's choice: the internal CA (our own users'
+# signatures) and the bundled root store (``sealgate init`` would put them back anyway).
+MANAGED_SOURCES = ("admin",)
+
+
+def list_anchors(session: Session, tenant_id: int | None) -> list[TrustAnchor]:
+    """The global anchors and the tenant's own (``tenant_id`` None: every tenant's)."""
+    query = select(TrustAnchor)
+    if tenant_id is not None:
+        query = query.where(or_(TrustAnchor.tenant_id.is_(None),
+                                TrustAnchor.tenant_id == tenant_id))
+    return list(session.scalars(query.order_by(TrustAnchor.tenant_id.is_not(None).desc(),
+                                               TrustAnchor.subject, TrustAnchor.id)))
+
+
+def get_anchor(session: Session, tenant_id: int | None, anchor_id: int) -> TrustAnchor:
+    """A global anchor or one of the tenant's; another tenant's is "not found"."""
+    anchor = session.get(TrustAnchor, anchor_id) if 0 < anchor_id <= 2**31 - 1 else None
+    if anchor is None or (tenant_id is not None and anchor.tenant_id not in (None, tenant_id)):
+        raise NotFound(f"no trust anchor {anchor_id}")
+    return anchor
+
+
+def removable(anchor: TrustAnchor, *, may_change_global: bool) -> bool:
+    if anchor.tenant_id is not None:
+        return True
+    return may_change_global and anchor.source in MANAGED_SOURCES
+
+
+def remove_anchor(session: Session, tenant_id: int | None, anchor_id: int, now: datetime, *,
+                  may_change_global: bool = False, actor: str = "system") -> TrustAnchor:
+    """Stop trusting a root. A tenant's own anchors go at its administrator's word; a
+    global one only by an operator (``may_change_global``), and only one added by hand."""
+    anchor = get_anchor(session, tenant_id, anchor_id)
+    if anchor.tenant_id is None and not may_change_global:
+        raise Refused(f"{anchor.subject} is trusted for every tenant: only an operator of "
+                      "this installation can change that")
+    if not removable(anchor, may_change_global=may_change_global):
+        raise Refused(f"{anchor.subject} comes from {anchor.source!r}, not from an "
+                      "administrator: it is part of the installation and stays")
+    session.delete(anchor)
+    session.flush()
+    record(session, now, "trust.removed", anchor.subject, tenant_id=anchor.tenant_id,
+           actor=actor, detail={"fingerprint": anchor.fingerprint, "source": anchor.source})
+    return anchor

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from keydir import admins
+from keydir import admins, connector_admin
 from keydir.config import ConfigError
 from keydir.models import Event
 from keydir.service import initialise
@@ -321,6 +321,9 @@ def test_presend_answers_per_recipient(api, pki):
 def test_a_tenant_token_reaches_nothing_of_another_tenant(api, pki):
     """Every operation of the document, tried with acme's token against globex's objects."""
     globex_message = queue_row(api, "globex", "gina@globex.example")
+    with api.directory.transaction() as session:
+        connector_admin.add_connector(session, get_tenant(session, "globex"), "globex-mx",
+                                      datetime.now(UTC), networks=["192.0.2.99"], actor="test")
     cert = pki.issue("someone@partner.example").cert_pem().decode()
     attempts = {
         ("GET", "/openapi.json"): None,  # public, the same for everyone
@@ -340,6 +343,15 @@ def test_a_tenant_token_reaches_nothing_of_another_tenant(api, pki):
         ("GET", "/certificates"): [("get", "/certificates?tenant=globex", None, 404)],
         ("POST", "/certificates"): [("post", "/certificates",
                                      {"certificate": cert, "tenant": "globex"}, 404)],
+        ("GET", "/connectors"): [("get", "/connectors?tenant=globex", None, 404)],
+        ("POST", "/connectors"): [("post", "/connectors", {
+            "name": "mine", "networks": ["192.0.2.1"], "tenant": "globex"}, 404)],
+        ("PATCH", "/connectors/{}"): [
+            ("patch", "/connectors/globex-mx", {"networks": ["0.0.0.0/0"]}, 404),
+            ("patch", "/connectors/globex-mx?tenant=globex", {"require_tls": True}, 404)],
+        ("DELETE", "/connectors/{}"): [
+            ("delete", "/connectors/globex-mx", None, 404),
+            ("delete", "/connectors/globex-mx?tenant=globex", None, 404)],
         ("GET", "/queue"): [],  # checked below: globex's message is not listed
         ("POST", "/queue/{}/retry"): [("post", f"/queue/{globex_message}/retry", None, 404)],
         ("DELETE", "/queue/{}"): [("delete", f"/queue/{globex_message}", None, 404)],
@@ -362,12 +374,15 @@ def test_a_tenant_token_reaches_nothing_of_another_tenant(api, pki):
     assert "globex" not in str(api.call("get", "/domains").json)
     assert "globex" not in str(api.call("get", "/users?include_removed=true").json)
     assert "gina" not in str(api.call("get", "/queue").json)
+    assert api.call("get", "/connectors").json == {"connectors": []}
     assert "gina" not in str(api.call("get", "/log?address=gina").json)
     assert api.call("get", "/log").json["messages"] == []
     # And nothing of globex changed.
     theirs = api.call("get", "/users/gina@globex.example", "globex").json
     assert theirs["participating"] is True and theirs["certificate"]["state"] == "none"
     assert api.call("get", "/policy", "globex").json["retention_days"] == 90
+    (theirs,) = api.call("get", "/connectors", "globex").json["connectors"]
+    assert theirs["networks"] == ["192.0.2.99/32"] and theirs["require_tls"] is False
     assert [m["id"] for m in api.call("get", "/queue", "globex").json["messages"]] == [
         globex_message]
     assert api.call("get", "/domains", "globex").json["domains"][0]["name"] == "globex.example"

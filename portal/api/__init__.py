@@ -11,6 +11,7 @@ from keydir.config import WebSection
 from portal.api import (
     bulk_views,
     certificate_views,
+    connector_views,
     directory_views,
     errors,
     mail_views,
@@ -21,7 +22,8 @@ from portal.api.openapi import document
 
 API_LIMIT_SETTING = "SEALGATE_API_RATE_LIMIT"  # [web] api_rate_limit; tests set their own
 # Imported for their routes on the blueprint.
-VIEWS = (certificate_views, directory_views, mail_views, settings_views, bulk_views, document)
+VIEWS = (certificate_views, connector_views, directory_views, mail_views, settings_views,
+         bulk_views, document)
 
 
 def _api_limit() -> str:

@@ -92,6 +92,11 @@ SCHEMAS: dict[str, Schema] = {
         "created_by": STRING, "created_at": TIME,
         "started_at": _nullable("string", format="date-time"),
         "finished_at": _nullable("string", format="date-time")}),
+    "Connector": _object({
+        "name": STRING, "tenant": STRING, "networks": STRINGS,
+        "username": _nullable("string"),
+        "has_password": {**BOOLEAN, "description": "the password itself is never shown"},
+        "require_tls": BOOLEAN, "created_at": TIME}),
     "Usage": _object({
         "month": STRING, "currency": STRING, "minimum_participation_percent": STRING,
         "total": STRING, "tenants": {"type": "array", "items": {"type": "object"}}}),
@@ -262,6 +267,32 @@ def build() -> dict[str, Any]:
                     body=_object({"certificate": {**STRING, "description": "PEM or base64 DER"},
                                   "address": STRING, "domain": STRING,
                                   "tenant": TENANT_FIELD}, ["certificate"]))},
+            "/connectors": {
+                "get": _operation("Connectors: the organisation's mail servers allowed to "
+                                  "send through the gateway",
+                                  ("200", _list("connectors", "Connector"), "connectors"),
+                                  parameters=[TENANT_QUERY]),
+                "post": _operation(
+                    "Add a connector (networks and/or SMTP AUTH)",
+                    ("201", _ref("Connector"), "added; the relay accepts it within "
+                                                "[relay] lookup_cache_seconds"),
+                    body=_object({"name": STRING, "networks": {
+                        **STRINGS, "description": "CIDR, e.g. 192.0.2.10/32"},
+                        "username": STRING, "password": {
+                            **STRING, "description": "12+ characters, with username"},
+                        "require_tls": BOOLEAN, "tenant": TENANT_FIELD}, ["name"]))},
+            "/connectors/{name}": {
+                "patch": _operation(
+                    "Change networks and TLS (those given), set a new SMTP AUTH password",
+                    ("200", _ref("Connector"), "changed"),
+                    parameters=[_path("name"), TENANT_QUERY],
+                    body=_object({"networks": STRINGS, "require_tls": BOOLEAN,
+                                  "password": STRING, "username": {
+                                      **STRING, "description": "only for a connector "
+                                                               "without one yet"}}, [])),
+                "delete": _operation("Remove a connector",
+                                     ("200", _object({"deleted": STRING}), "removed"),
+                                     parameters=[_path("name"), TENANT_QUERY])},
             "/queue": {"get": _operation(
                 "Messages waiting (or in one state)", ("200", _list("messages", "Message"),
                                                         "messages"),

@@ -29,10 +29,15 @@ from werkzeug.exceptions import Forbidden, HTTPException, NotFound, TooManyReque
 from portal.console import (
     auth_views,
     bulk_views,
+    certificate_views,
     core,
     dashboard_views,
     domain_views,
+    log_views,
     navigation,
+    policy_views,
+    queue_views,
+    trust_views,
     user_views,
 )
 
@@ -40,6 +45,7 @@ from portal.console import (
 BLUEPRINTS: tuple[Blueprint, ...] = (
     auth_views.auth,
     dashboard_views.dashboard,
+    certificate_views.console_certificates, trust_views.console_trust, policy_views.console_policies, queue_views.console_queue, log_views.console_log,  # noqa: E501
     user_views.users,
     bulk_views.operations,
     domain_views.domains_bp,
