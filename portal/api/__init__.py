@@ -15,6 +15,7 @@ from portal.api import (
     directory_views,
     errors,
     mail_views,
+    policy_views,
     settings_views,
 )
 from portal.api.core import api
@@ -23,7 +24,7 @@ from portal.api.openapi import document
 API_LIMIT_SETTING = "SEALGATE_API_RATE_LIMIT"  # [web] api_rate_limit; tests set their own
 # Imported for their routes on the blueprint.
 VIEWS = (certificate_views, connector_views, directory_views, mail_views, settings_views,
-         bulk_views, document)
+         bulk_views, policy_views, document)
 
 
 def _api_limit() -> str:

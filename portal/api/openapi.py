@@ -74,6 +74,13 @@ SCHEMAS: dict[str, Schema] = {
         "tenant": STRING,
         **{name: {"type": {bool: "boolean", int: "integer", str: "string"}[type(value)]}
            for name, value in mailbox.POLICY_DEFAULTS.items()}}),
+    "EncryptionRule": _object({
+        "id": INTEGER, "tenant": _nullable("string"), "sender": STRING, "recipient": STRING,
+        "created_at": TIME}),
+    "Event": _object({
+        "id": INTEGER, "at": TIME, "tenant": _nullable("string"), "actor": STRING,
+        "action": STRING, "subject": STRING,
+        "detail": {"type": "object", "description": "what changed, by key"}}),
     "PresendRecipient": _object({
         "address": STRING, "signed": BOOLEAN, "encrypted": BOOLEAN,
         "protection": {"enum": [presend.SMIME, presend.DOMAIN_CERTIFICATE, presend.PORTAL,
@@ -323,6 +330,28 @@ def build() -> dict[str, Any]:
                                     body={"type": "object", "properties": {
                                         name: value for name, value in SCHEMAS["Policy"]
                                         ["properties"].items() if name != "tenant"}})},
+            "/encryption-rules": {
+                "get": _operation("Always-encrypt rules (sender to recipient)",
+                                  ("200", _list("rules", "EncryptionRule"), "rules"),
+                                  parameters=[TENANT_QUERY, _query(
+                                      "search", "sender or recipient contains this"),
+                                      *PAGING]),
+                "post": _operation(
+                    "Always encrypt mail from a participating user to a recipient",
+                    ("201", _ref("EncryptionRule"), "added"),
+                    body=_object({"sender": STRING, "recipient": STRING,
+                                  "tenant": TENANT_FIELD}, ["sender", "recipient"]))},
+            "/encryption-rules/{id}": {"delete": _operation(
+                "Remove an always-encrypt rule",
+                ("200", _object({"deleted": INTEGER}), "removed"),
+                parameters=[_path("id", INTEGER)])},
+            "/audit": {"get": _operation(
+                "The audit log: administrative changes, newest first (a tenant token: its "
+                "tenant's only)", ("200", _list("events", "Event"), "newest first"),
+                parameters=[TENANT_QUERY, _query("actor", "who did it contains this"),
+                            _query("action", "the action starts with this, e.g. 'queue.'"),
+                            _query("since", "from this date/time (UTC)"),
+                            _query("until", "before this date/time (UTC)"), *PAGING])},
             "/usage": {"get": _operation(
                 "Billable users of a month", ("200", _ref("Usage"), "the report"),
                 parameters=[{"name": "month", "in": "query", "required": True,
