@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sealgate.admin_cli import register as register_admin
+from sealgate.backup_cli import backup_command, restore_command
 from sealgate.billing_cli import register as register_billing
 from sealgate.config_cli import config_group
 from sealgate.context import Context, now_utc
@@ -63,6 +64,8 @@ main.add_command(queue_group)
 main.add_command(connector_group)
 main.add_command(portal_group)
 main.add_command(config_group)
+main.add_command(backup_command)
+main.add_command(restore_command)
 register_directory(main)
 register_directory_import(main)
 register_billing(main)
