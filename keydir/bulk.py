@@ -49,6 +49,7 @@ BATCH = {USER_IMPORT: 20, ISSUANCE: 5}
 LEASE = timedelta(minutes=5)  # a runner that has not finished a batch by then is dead
 MAX_ITEMS = 50_000
 MAX_ERRORS = 1_000  # kept on the row; the count in ``failed`` stays exact beyond it
+_LARGEST_ID = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 
 
 # --- starting ---------------------------------------------------------------------------
@@ -147,6 +148,8 @@ def _start(session: Session, tenant: Tenant, kind: str, items: list[str], actor:
 
 
 def get_operation(session: Session, operation_id: int) -> BulkOperation:
+    if not 0 < operation_id <= _LARGEST_ID:  # larger ids overflow the driver, not just miss
+        raise NotFound(f"no bulk operation {operation_id}")
     operation = session.get(BulkOperation, operation_id)
     if operation is None:
         raise NotFound(f"no bulk operation {operation_id}")

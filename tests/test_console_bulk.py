@@ -361,6 +361,7 @@ def test_api_starts_bulk_issuance_and_reports_progress(directory):  # noqa: F811
     progress = api.call("get", f"/bulk/{body['id']}").get_json()
     assert (progress["state"], progress["done"], progress["succeeded"]) == ("done", 1, 1)
     assert api.call("get", f"/bulk/{body['id']}", who="globex").status_code == 404
+    assert api.call("get", f"/bulk/{2**70}").status_code == 404
     assert api.call("post", "/bulk/issuance", json={}).status_code == 422  # nothing left
     assert api.call("post", "/bulk/issuance", who="operator",
                     json={}).status_code == 400  # which tenant?

@@ -257,7 +257,10 @@ def build() -> dict[str, Any]:
                 "Queue certificate issuance for many users (default: every participating "
                 "user without a valid certificate)",
                 ("201", _ref("BulkOperation"), "queued; GET /bulk/{id} shows the progress"),
-                body=_object({"addresses": STRINGS, "tenant": TENANT_FIELD}, []))},
+                body=_object({"addresses": {
+                    "type": ["array", "null"], "items": STRING,
+                    "description": "missing or null: every participating user without a "
+                                   "valid certificate"}, "tenant": TENANT_FIELD}, []))},
             "/bulk/{id}": {"get": _operation(
                 "A bulk operation's progress and errors",
                 ("200", _ref("BulkOperation"), "the operation"),
