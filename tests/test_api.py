@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from keydir import admins, connector_admin
+from keydir import admins, connector_admin, encryption_rules
 from keydir.config import ConfigError
 from keydir.models import Event
 from keydir.service import initialise
@@ -324,6 +324,9 @@ def test_a_tenant_token_reaches_nothing_of_another_tenant(api, pki):
     with api.directory.transaction() as session:
         connector_admin.add_connector(session, get_tenant(session, "globex"), "globex-mx",
                                       datetime.now(UTC), networks=["192.0.2.99"], actor="test")
+        globex_rule = encryption_rules.add_rule(session, get_tenant(session, "globex").id,
+                                                "gina@globex.example", "x@partner.example",
+                                                datetime.now(UTC)).id
     cert = pki.issue("someone@partner.example").cert_pem().decode()
     attempts = {
         ("GET", "/openapi.json"): None,  # public, the same for everyone
@@ -358,6 +361,16 @@ def test_a_tenant_token_reaches_nothing_of_another_tenant(api, pki):
         ("GET", "/log"): [],  # checked below
         ("GET", "/policy"): [("get", "/policy?tenant=globex", None, 404)],
         ("PATCH", "/policy"): [("patch", "/policy?tenant=globex", {"retention_days": 1}, 404)],
+        ("GET", "/encryption-rules"): [("get", "/encryption-rules?tenant=globex", None, 404)],
+        ("POST", "/encryption-rules"): [
+            ("post", "/encryption-rules", {"sender": "gina@globex.example",
+                                           "recipient": "y@partner.example",
+                                           "tenant": "globex"}, 404),
+            ("post", "/encryption-rules", {"sender": "gina@globex.example",
+                                           "recipient": "y@partner.example"}, 422)],
+        ("DELETE", "/encryption-rules/{}"): [
+            ("delete", f"/encryption-rules/{globex_rule}", None, 404)],
+        ("GET", "/audit"): [("get", "/audit?tenant=globex", None, 404)],
         ("GET", "/usage"): [("get", "/usage?month=2026-11&tenant=globex", None, 404)],
         ("POST", "/presend"): [("post", "/presend", {"from": "gina@globex.example",
                                                      "to": ["x@y.example"]}, 404)],
