@@ -42,6 +42,7 @@ from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session, undefer
 
 import smime
+from keydir import branding as brands
 from keydir import certificates, mailbox_outbox, portal_notice
 from keydir.errors import Refused
 from keydir.events import record
@@ -97,6 +98,11 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "stay_signed_in_days": 30, "sender_receipts": True, "brand_name": "",
     "brand_color": "#1f4e79",
 }
+# Offered as policy settings (API, CLI) but kept with the rest of the brand
+# (keydir.branding): brand_name is the tenant's own name, brand_color its own colour.
+BRAND_SETTINGS = {"brand_name": "name", "brand_color": "color"}
+_POLICY_COLUMNS = {name: value for name, value in POLICY_DEFAULTS.items()
+                   if name not in BRAND_SETTINGS}
 
 
 # --- results ---------------------------------------------------------------------------
@@ -186,14 +192,19 @@ def policy(session: Session, tenant_id: int) -> PortalPolicy:
     row = session.get(PortalPolicy, tenant_id)
     if row is None:
         _insert_ignoring_duplicates(session, PortalPolicy,
-                                    {"tenant_id": tenant_id, **POLICY_DEFAULTS})
+                                    {"tenant_id": tenant_id, **_POLICY_COLUMNS})
         row = session.get(PortalPolicy, tenant_id)
         assert row is not None  # just inserted, or inserted by another node meanwhile
     return row
 
 
-def set_policy(session: Session, tenant_id: int, **changes: Any) -> PortalPolicy:
-    """Change a tenant's portal policy (admin console, API); every value is checked."""
+def set_policy(session: Session, tenant_id: int, now: datetime | None = None, /,
+               **changes: Any) -> PortalPolicy:
+    """Change a tenant's portal policy (admin console, API); every value is checked.
+
+    ``now`` (positional: a setting called "now" is just an unknown setting) stamps a
+    change of brand_name/brand_color, which keydir.branding keeps.
+    """
     rules = policy(session, tenant_id)
     for name, value in changes.items():
         if name not in POLICY_DEFAULTS:
@@ -204,8 +215,34 @@ def set_policy(session: Session, tenant_id: int, **changes: Any) -> PortalPolicy
         if problem:
             raise PortalError(Reason.SETTING_INVALID, f"{name}: {problem}", setting=name,
                               problem=problem)
-        setattr(rules, name, value)
+    brand = {BRAND_SETTINGS[name]: value for name, value in changes.items()
+             if name in BRAND_SETTINGS}
+    if brand:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        if now is None:
+            raise TypeError("set_policy: pass now= when changing brand_name or brand_color")
+        try:
+            brands.update(session, brands.Owner(tenant=tenant), brand, now)
+        except brands.BrandingRefused as exc:
+            raise PortalError(Reason.SETTING_INVALID, str(exc), setting=exc.field,
+                              problem=str(exc)) from None
+    for name, value in changes.items():
+        if name not in BRAND_SETTINGS:
+            setattr(rules, name, value)
     return rules
+
+
+def settings(session: Session, tenant_id: int) -> dict[str, Any]:
+    """Every policy setting's current value, brand_name and brand_color included."""
+    rules = policy(session, tenant_id)
+    values = {name: getattr(rules, name) for name in _POLICY_COLUMNS}
+    tenant = session.get(Tenant, tenant_id)
+    own = brands.profile_of(session, brands.Owner(tenant=tenant)) if tenant else None
+    values["brand_name"] = own.name if own else ""
+    values["brand_color"] = brands.effective(session, tenant).color if tenant else \
+        brands.NEUTRAL_COLOR
+    return {name: values[name] for name in POLICY_DEFAULTS}
 
 
 def _policy_problem(name: str, value: Any) -> str:
@@ -220,18 +257,25 @@ def _policy_problem(name: str, value: Any) -> str:
         return "between 1 and 3650 days"
     if name == "max_message_bytes" and not 1024 <= value <= 1024 * MiB:
         return "between 1 KB and 1 GB"
-    if name == "brand_color" and portal_notice.safe_color(value) != value:
-        return "a colour like #1f4e79"
-    if name == "brand_name" and len(value) > 200:
-        return "at most 200 characters"
+    if name == "brand_color":
+        try:
+            brands.check_color(value)
+        except brands.BrandingRefused:
+            return "a colour like #1f4e79 (six hex digits), or empty for the default"
+    if name == "brand_name" and len(value) > brands.MAX_NAME:
+        return f"at most {brands.MAX_NAME} characters"
     return ""
 
 
 def branding(session: Session, tenant_id: int) -> portal_notice.Branding:
-    rules = policy(session, tenant_id)
+    """The tenant's effective brand as the mails use it (keydir.branding)."""
     tenant = session.get(Tenant, tenant_id)
-    name = rules.brand_name or (tenant.display_name or tenant.name if tenant else "")
-    return portal_notice.Branding(name=name, color=rules.brand_color)
+    if tenant is None:
+        return portal_notice.Branding(name="", color=brands.NEUTRAL_COLOR)
+    brand = brands.effective(session, tenant)
+    return portal_notice.Branding(name=brand.name, color=brand.color,
+                                  text_color=brand.text_color, host=brand.portal_host,
+                                  intros=dict(brand.notice_intros))
 
 
 def language_of(session: Session, account: PortalAccount) -> str:
@@ -439,10 +483,12 @@ def request_reset(session: Session, master_key: MasterKey, tenant_id: int, addre
     if account is None:
         return
     token = _issue_token(session, account, "reset", now, RESET_VALIDITY)
+    brand = branding(session, tenant_id)
+    base = brands.portal_base(public_url, brand.host)
     data = portal_notice.render(
-        "reset", language_of(session, account), branding=branding(session, tenant_id),
+        "reset", language_of(session, account), branding=brand,
         from_address=_system_address(session, tenant_id), to=account.address, now=now,
-        address=account.address, link=f"{public_url}/portal/reset/{token}")
+        address=account.address, link=f"{base}/portal/reset/{token}")
     # To the recipient on the internet, from the null sender: nobody to bounce to.
     mailbox_outbox.keep(session, master_key, tenant_id=tenant_id, kind="reset", mail_from="",
                         recipients=[account.address], data=data, internal=False, now=now)
@@ -586,6 +632,8 @@ def deposit(session: Session, master_key: MasterKey, *, tenant_id: int, mail_fro
         raise TooLarge(len(data), rules.max_message_bytes)
     headers = _read_headers(data, mail_from)
     brand = branding(session, tenant_id)
+    # Links go to the tenant's own portal host when it has one (same scheme).
+    public_url = brands.portal_base(public_url, brand.host)
     sender = mail_from.lower() or headers.sender
     system = _system_address(session, tenant_id, sender)
     shown_sender = (f"{headers.sender_name} <{headers.sender}>" if headers.sender_name

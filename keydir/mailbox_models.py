@@ -46,8 +46,8 @@ class PortalPolicy(Base):
     max_message_bytes: Mapped[int] = mapped_column(Integer, default=25 * MiB)
     stay_signed_in_days: Mapped[int] = mapped_column(Integer, default=30)
     sender_receipts: Mapped[bool] = mapped_column(Boolean, default=True)
-    brand_name: Mapped[str] = mapped_column(String(200), default="")  # "": tenant's name
-    brand_color: Mapped[str] = mapped_column(String(20), default="#1f4e79")
+    # The brand (name, colour, logo, portal host) is kept in keydir.branding_models since
+    # migration 0009; the policy settings brand_name/brand_color read and write it there.
 
 
 class PortalAccount(Base):

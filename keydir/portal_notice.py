@@ -13,7 +13,7 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -33,6 +33,10 @@ FALLBACK_LANGUAGE = "en"
 class Branding:
     name: str  # the tenant's brand (or display name)
     color: str  # CSS colour of the header bar and button, e.g. "#1f4e79"
+    text_color: str = "#ffffff"  # text on ``color``
+    host: str = ""  # the tenant's own portal host (keydir.branding.portal_base)
+    # Per language: a paragraph of the tenant's own at the start of the notification.
+    intros: dict[str, str] = field(default_factory=dict)
 
 
 @cache
@@ -51,13 +55,13 @@ def catalogue(language: str) -> dict[str, dict[str, str]]:
         return tomllib.load(handle)
 
 
-def safe_color(color: str) -> str:
+def safe_color(color: str, fallback: str = "#1f4e79") -> str:
     """Only a plain hex colour goes into the HTML's style attributes."""
     text = color.strip()
     if len(text) in (4, 7) and text.startswith("#") and all(
             c in "0123456789abcdefABCDEF" for c in text[1:]):
         return text
-    return "#1f4e79"
+    return fallback
 
 
 def render(kind: str, language: str, *, branding: Branding, from_address: str,
@@ -66,11 +70,7 @@ def render(kind: str, language: str, *, branding: Branding, from_address: str,
     if language not in LANGUAGES:
         language = FALLBACK_LANGUAGE
     words = catalogue(language)
-    values = {"t": words[kind], "common": words["common"], "brand": branding.name,
-              "color": safe_color(branding.color), "language": language, **context}
-    text = _environment(False).get_template(f"{kind}.txt").render(values)
-    html = _environment(True).get_template(f"{kind}.html").render(values)
-    subject = " ".join(_environment(False).get_template(f"{kind}.subject").render(values).split())
+    text, html, subject = _parts(kind, language, branding, context)
 
     message = EmailMessage(policy=email.policy.SMTP)
     local, _, domain = from_address.rpartition("@")
@@ -87,3 +87,25 @@ def render(kind: str, language: str, *, branding: Branding, from_address: str,
     message.add_alternative(html, subtype="html", charset="utf-8")
     message["Content-Language"] = language  # after the parts: set_content clears Content-*
     return message.as_bytes()
+
+
+def _parts(kind: str, language: str, branding: Branding,
+           context: dict[str, Any]) -> tuple[str, str, str]:
+    words = catalogue(language)
+    values = {"t": words[kind], "common": words["common"], "brand": branding.name,
+              "color": safe_color(branding.color),
+              "text_color": safe_color(branding.text_color, "#ffffff"),
+              "custom_intro": branding.intros.get(language, ""), "language": language,
+              **context}
+    text = _environment(False).get_template(f"{kind}.txt").render(values)
+    html = _environment(True).get_template(f"{kind}.html").render(values)
+    subject = " ".join(_environment(False).get_template(f"{kind}.subject").render(values).split())
+    return text, html, subject
+
+
+def preview(kind: str, language: str, *, branding: Branding, **context: Any) -> tuple[str, str]:
+    """Subject and plain text of a notice, for the console's branding preview."""
+    if language not in LANGUAGES:
+        language = FALLBACK_LANGUAGE
+    text, _html, subject = _parts(kind, language, branding, context)
+    return subject, text

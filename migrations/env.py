@@ -6,9 +6,15 @@ from alembic import context
 
 import relay.models  # noqa: F401 - the relay's tables share the metadata
 
-# The portal's, administrators', billing's and directory import's tables share the
-# metadata.
-from keydir import admin_models, bulk_models, mailbox_models, usage_models  # noqa: F401
+# The portal's, administrators', branding's, billing's and directory import's tables
+# share the metadata.
+from keydir import (  # noqa: F401
+    admin_models,
+    branding_models,
+    bulk_models,
+    mailbox_models,
+    usage_models,
+)
 from keydir.directory_import import models as directory_import_models  # noqa: F401
 from keydir.models import Base
 

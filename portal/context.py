@@ -16,7 +16,7 @@ from flask_login import UserMixin, current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keydir import mailbox
+from keydir import branding, mailbox
 from keydir.mailbox_models import PortalAccount
 from keydir.models import Tenant
 from keydir.secrets import MasterKey
@@ -24,7 +24,8 @@ from keydir.service import Directory
 from keydir.web import current_directory
 
 PRODUCT_NAME = "sealgate"
-NEUTRAL_COLOUR = "#1f4e79"
+NEUTRAL_COLOUR = branding.NEUTRAL_COLOR
+NEUTRAL_TEXT_COLOUR = branding.NEUTRAL_TEXT_COLOR
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
@@ -111,24 +112,43 @@ class Brand:
     tenant_id: int | None
     tenant_name: str  # kept in the login link when an address has accounts at several
     default_language: str
+    text_colour: str = NEUTRAL_TEXT_COLOUR  # on the brand colour (top bar, buttons)
+    logo_version: int = 0  # 0: no logo (the lock); otherwise in the logo's URL
 
 
 NEUTRAL = Brand(PRODUCT_NAME, NEUTRAL_COLOUR, None, "", "en")
 
 
+def _colour(value: str, fallback: str) -> str:
+    return value.lower() if _COLOUR.fullmatch(value or "") else fallback
+
+
 def brand_of(session: Session, tenant: Tenant) -> Brand:
+    """The tenant's effective brand (own, else its reseller's, else neutral)."""
     policy = mailbox.policy(session, tenant.id)
-    colour = policy.brand_color if _COLOUR.fullmatch(policy.brand_color or "") else \
-        NEUTRAL_COLOUR
-    return Brand(policy.brand_name or tenant.display_name or tenant.name, colour.lower(),
-                 tenant.id, tenant.name, policy.default_language)
+    look = branding.effective(session, tenant)
+    return Brand(look.name, _colour(look.color, NEUTRAL_COLOUR), tenant.id, tenant.name,
+                 policy.default_language, _colour(look.text_color, NEUTRAL_TEXT_COLOUR),
+                 look.logo_version if look.has_logo else 0)
+
+
+def request_host() -> str:
+    """The Host header without its port (IPv6 literals keep their brackets)."""
+    host = request.host.strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
 
 
 def requested_tenant(session: Session) -> Tenant | None:
-    """Before sign-in: the tenant the link names (``?tenant=``), else the only one."""
+    """Before sign-in: the tenant the link names (``?tenant=``), else the tenant whose
+    portal host this request came to, else the only one."""
     name = (request.values.get("tenant") or "").strip().lower()
     if name:
         return session.scalar(select(Tenant).where(Tenant.name == name))
+    by_host = branding.tenant_for_host(session, request_host())
+    if by_host is not None:
+        return by_host
     tenants = list(session.scalars(select(Tenant).limit(2)))
     return tenants[0] if len(tenants) == 1 else None
 

@@ -7,7 +7,16 @@ Flask-Limiter, so a shared store counts across workers.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    render_template,
+    request,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_limiter import Limiter
@@ -15,8 +24,9 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
-from keydir import mailbox
+from keydir import branding, mailbox
 from keydir.config import WebSection
+from keydir.models import Tenant
 from portal import context, i18n
 from portal.auth_views import auth
 from portal.mail_views import mail
@@ -33,11 +43,34 @@ PORTAL_BLUEPRINTS = frozenset(b.name for b in (*BLUEPRINTS, assets))
 
 @assets.get("/brand.css")
 def brand_css() -> Response:
-    """The tenant's colour as a stylesheet: the pages' policy allows no inline style."""
+    """The tenant's colours as a stylesheet: the pages' policy allows no inline style."""
     brand = context.load_brand()
-    css = f":root{{--brand:{brand.colour}}}\n"
+    css = f":root{{--brand:{brand.colour};--brand-text:{brand.text_colour}}}\n"
     response = Response(css, mimetype="text/css")
     response.headers["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@assets.get("/logo")
+def logo() -> Response:
+    """The tenant's logo (PNG or JPEG only, checked when it was uploaded). The URL carries
+    the logo's version (``?v=``), so a day's caching never shows an old logo for long."""
+    brand = context.load_brand()
+    found = None
+    if brand.tenant_id is not None and brand.logo_version:
+        with context.transaction() as db:
+            tenant = db.get(Tenant, brand.tenant_id)
+            look = branding.effective(db, tenant) if tenant else None
+            if look is not None and look.logo_profile_id is not None:
+                found = branding.logo(db, look.logo_profile_id)
+    if found is None:
+        abort(404)
+    data, content_type = found
+    response = Response(data, mimetype=content_type)
+    # Varies with the Host header and the sign-in: private caches only.
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = "inline"
     return response
 
 

@@ -79,12 +79,11 @@ def portal_policy(context: Context, tenant_name: str, settings: tuple[str, ...])
     with context.directory().transaction() as session:
         tenant = tenancy.get_tenant(session, tenant_name)
         if changes:
-            mailbox.set_policy(session, tenant.id, **changes)
+            mailbox.set_policy(session, tenant.id, now, **changes)
             record(session, now, "portal.policy-changed", tenant.name, tenant_id=tenant.id,
                    actor="cli", detail=changes)
-        rules = mailbox.policy(session, tenant.id)
-        for name in mailbox.POLICY_DEFAULTS:
-            click.echo(f"{name} = {getattr(rules, name)}")
+        for name, value in mailbox.settings(session, tenant.id).items():
+            click.echo(f"{name} = {value}")
 
 
 @portal_group.command("accounts")

@@ -316,7 +316,7 @@ def test_size_limit_and_policy_options(directory, tenant_id):
         rules.notify_shows_sender = rules.notify_shows_subject = False
         rules.sender_receipts = False
         rules.default_language = "fr"
-        rules.brand_name = "Acme Secure"
+        mailbox.set_policy(session, tenant_id, NOW, brand_name="Acme Secure")
     (notice,) = deposit(directory, tenant_id)
     plain, html = texts(notice)
     assert "Vous avez reçu un message sécurisé" in plain and "Acme Secure" in html
@@ -450,10 +450,11 @@ def test_one_copy_and_one_notification_per_recipient(directory, tenant_id):
 
 def test_policy_changes_are_checked(directory, tenant_id):
     with directory.transaction() as session:
-        rules = mailbox.set_policy(session, tenant_id, default_language="it",
+        rules = mailbox.set_policy(session, tenant_id, NOW, default_language="it",
                                    registration="sender-password", retention_days=30,
                                    brand_color="#aa0000")
         assert (rules.default_language, rules.retention_days) == ("it", 30)
+        assert mailbox.settings(session, tenant_id)["brand_color"] == "#aa0000"
         for bad, says in (({"default_language": "es"}, "de, en, fr, it"),
                           ({"registration": "open"}, "link, sender-password"),
                           ({"retention_days": 0}, "between 1 and 3650"),
@@ -461,7 +462,7 @@ def test_policy_changes_are_checked(directory, tenant_id):
                           ({"brand_color": "red;background:url(x)"}, "#1f4e79"),
                           ({"colour": "#fff"}, "unknown portal setting")):
             with pytest.raises(mailbox.PortalError, match=re.escape(says)):
-                mailbox.set_policy(session, tenant_id, **bad)
+                mailbox.set_policy(session, tenant_id, NOW, **bad)
 
 
 @pytest.mark.parametrize(("given", "safe"), [

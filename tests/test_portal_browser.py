@@ -167,8 +167,8 @@ def test_every_page_in_english_and_german(gateway, portal_url, browser, screensh
                                           language, locale, texts):
     recipient = f"bob.{language}@partner.example"
     with gateway.directory.transaction() as session:
-        rules = mailbox.policy(session, tenancy.get_tenant(session, "acme").id)
-        rules.brand_name, rules.brand_color = "ACME Corp", "#0f5c4d"
+        mailbox.set_policy(session, tenancy.get_tenant(session, "acme").id,
+                           datetime.now(UTC), brand_name="ACME Corp", brand_color="#0f5c4d")
     gateway.send_out(_forced("Quarterly numbers", to=recipient), to=(recipient,))
     gateway.send_out(mail(subject="[encrypt] Board meeting agenda", to=recipient,
                           body="Agenda attached.\n"), to=(recipient,))

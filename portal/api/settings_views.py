@@ -11,7 +11,6 @@ from flask import Response, jsonify, request
 from keydir import mailbox, usage
 from keydir.errors import NotFound, Refused
 from keydir.events import record
-from keydir.mailbox_models import PortalPolicy
 from portal.api.core import (
     ApiError,
     api,
@@ -27,15 +26,16 @@ from portal.api.core import (
 POLICY_FIELDS = tuple(mailbox.POLICY_DEFAULTS)
 
 
-def policy_json(tenant_name: str, rules: PortalPolicy) -> dict[str, Any]:
-    return {"tenant": tenant_name, **{name: getattr(rules, name) for name in POLICY_FIELDS}}
+def policy_json(tenant_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values``: mailbox.settings (brand_name/brand_color come from the tenant's brand)."""
+    return {"tenant": tenant_name, **{name: values[name] for name in POLICY_FIELDS}}
 
 
 @api.get("/policy")
 def show_policy() -> Response:
     with transaction() as session:
         tenant = target_tenant(session, request.args.get("tenant"))
-        return jsonify(policy_json(tenant.name, mailbox.policy(session, tenant.id)))
+        return jsonify(policy_json(tenant.name, mailbox.settings(session, tenant.id)))
 
 
 @api.patch("/policy")
@@ -45,10 +45,11 @@ def change_policy() -> Response:
     with transaction() as session:
         tenant = target_tenant(session, request.args.get("tenant"))
         changes = dict(body)
-        rules = mailbox.set_policy(session, tenant.id, **changes)
-        record(session, now(), "portal.policy-changed", tenant.name, tenant_id=tenant.id,
+        at = now()
+        mailbox.set_policy(session, tenant.id, at, **changes)
+        record(session, at, "portal.policy-changed", tenant.name, tenant_id=tenant.id,
                actor=scope().actor, detail=changes)
-        return jsonify(policy_json(tenant.name, rules))
+        return jsonify(policy_json(tenant.name, mailbox.settings(session, tenant.id)))
 
 
 def _plain(value: Any) -> Any:
