@@ -28,6 +28,7 @@ from werkzeug.exceptions import Forbidden, HTTPException, NotFound, TooManyReque
 
 from portal.console import (
     auth_views,
+    branding_views,
     bulk_views,
     certificate_views,
     core,
@@ -37,7 +38,9 @@ from portal.console import (
     navigation,
     policy_views,
     queue_views,
+    tenant_views,
     trust_views,
+    usage_views,
     user_views,
 )
 
@@ -49,6 +52,7 @@ BLUEPRINTS: tuple[Blueprint, ...] = (
     user_views.users,
     bulk_views.operations,
     domain_views.domains_bp,
+    branding_views.branding_pages, tenant_views.tenants, usage_views.usage_pages,
 )
 CONSOLE_BLUEPRINTS = frozenset(b.name for b in BLUEPRINTS)
 # Reachable without a session (signing in), or with one still enrolling its second factor.
