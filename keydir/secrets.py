@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MASTER_KEY_FILE = "master.key"
 MASTER_KEY_ENV = "SEALGATE_MASTER_KEY"
@@ -32,6 +34,13 @@ class MasterKey:
         if len(key) != 32:
             raise SecretError("the master key must be 32 bytes (256 bits)")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: str, length: int = 32) -> bytes:
+        """A key for ``purpose`` made from the master key (HKDF-SHA256): every node with
+        the master key makes the same one, and no other secret is stored anywhere."""
+        return HKDF(hashes.SHA256(), length, salt=None,
+                    info=f"sealgate {purpose}".encode()).derive(self._key)
 
     def seal(self, plaintext: bytes, context: str) -> bytes:
         nonce = os.urandom(12)

@@ -9,10 +9,6 @@ portal (``/portal``), the administrators' console (``/console``) and the REST AP
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +26,6 @@ from portal import api, console, setup
 from portal.health import health
 from portal.metrics import metrics
 
-SECRET_KEY_FILE = "web-secret.key"
 # Pages and assets live at the top of the repository, next to the code that uses them.
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +49,9 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     if test_config is not None:
         app.config.from_mapping(test_config)
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = load_secret_key(directory.config.data_dir)
+        # Sessions and CSRF tokens are signed with a key every node derives from the
+        # master key: a browser's session works on whichever node it reaches.
+        app.config["SECRET_KEY"] = directory.master_key.derive("web session signing").hex()
     app.extensions[web.EXTENSION] = directory
     _check_limit(app.config[web.LOOKUP_LIMIT_SETTING], "lookup_rate_limit")
 
@@ -87,31 +84,3 @@ def _check_limit(value: object, key: str) -> None:
     except ValueError:
         raise ConfigError(f"[web] {key} {value!r} is not a rate limit: write e.g. "
                           "'60 per minute' or '10/second;1000/day'") from None
-
-
-def load_secret_key(data_dir: Path) -> str:
-    """The session-signing key, made once and kept in the data directory (mode 0600).
-
-    Kept rather than generated per start so that sessions survive a restart and every
-    worker process signs alike. Written to a temporary file and linked into place, so
-    workers starting together agree on one key and never read a half-written file.
-    """
-    path = data_dir / SECRET_KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".web-secret-")  # 0600
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-            # FileExistsError: a worker starting alongside was first; its key is used.
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
-    if path.stat().st_mode & 0o077:
-        raise ConfigError(f"{path} is readable by others: chmod 600 {path}")
-    key = path.read_text(encoding="ascii").strip()
-    if len(key) < 32:
-        raise ConfigError(f"{path} holds no usable key: delete it and a new one is made "
-                          "(signed-in sessions end)")
-    return key

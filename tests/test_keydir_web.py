@@ -24,8 +24,9 @@ from keydir import certificates, issuance, tenancy
 from keydir.config import ConfigError
 from keydir.errors import DirectoryError
 from keydir.models import Certificate, CertificateKind, PrivateKey
+from keydir.secrets import MasterKey
 from keydir.web import NOT_PUBLISHED
-from portal.app import SECRET_KEY_FILE, create_app
+from portal.app import create_app
 from tests.keydir_fixtures import both_databases
 
 pytestmark = both_databases
@@ -338,17 +339,16 @@ def test_a_lookup_over_a_real_socket(directory):
         server.server_close()
 
 
-def test_the_secret_key_is_made_once_and_kept_private(directory):
+def test_every_node_signs_sessions_alike_without_a_stored_secret(directory, tmp_path):
     first = create_app({"TESTING": True}, directory=directory)
     second = create_app({"TESTING": True}, directory=directory)
-    path = directory.config.data_dir / SECRET_KEY_FILE
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert first.secret_key == second.secret_key == path.read_text().strip()
-    assert len(first.secret_key) >= 64
+    assert first.secret_key == second.secret_key
+    assert len(first.secret_key) == 64 and first.secret_key not in (
+        directory.config.data_dir / "master.key").read_text()
+    assert not list(directory.config.data_dir.glob("web-secret*"))
+    other = MasterKey(bytes(32))
+    assert other.derive("web session signing").hex() != first.secret_key
     assert _app(directory).secret_key == "test"  # a test's own key wins
-    path.chmod(0o644)
-    with pytest.raises(ConfigError, match="readable by others: chmod 600"):
-        create_app({"TESTING": True}, directory=directory)
 
 
 def test_the_app_opens_the_configured_directory(directory, monkeypatch, tmp_path):
