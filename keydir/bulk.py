@@ -134,6 +134,14 @@ def _start(session: Session, tenant: Tenant, kind: str, items: list[str], actor:
     if len(items) > MAX_ITEMS:
         raise Refused(f"{len(items)} addresses are more than one operation takes "
                       f"({MAX_ITEMS}): split the list")
+    # Refused at once rather than failing item by item later: an operation of one tenant
+    # never names another tenant's addresses, not even in its error list.
+    domains = {d.name for d in tenancy.list_domains(session, tenant)}
+    outside = [item for item in items if tenancy.domain_of(item) not in domains]
+    if outside:
+        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more"
+                                          if len(outside) > 5 else "")
+        raise Refused(f"not in this tenant's domains: {shown}")
     operation = BulkOperation(tenant_id=tenant.id, kind=kind, state=QUEUED, items=items,
                               position=0, total=len(items), succeeded=0, failed=0, errors=[],
                               created_by=actor, created_at=now)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from keydir import admins, connector_admin, encryption_rules
+from keydir import admins, bulk, connector_admin, encryption_rules
 from keydir.config import ConfigError
 from keydir.models import Event
 from keydir.service import initialise
@@ -327,6 +327,8 @@ def test_a_tenant_token_reaches_nothing_of_another_tenant(api, pki):
         globex_rule = encryption_rules.add_rule(session, get_tenant(session, "globex").id,
                                                 "gina@globex.example", "x@partner.example",
                                                 datetime.now(UTC)).id
+        globex_operation = bulk.start_issuance(session, get_tenant(session, "globex"), "test",
+                                               datetime.now(UTC)).id
     cert = pki.issue("someone@partner.example").cert_pem().decode()
     attempts = {
         ("GET", "/openapi.json"): None,  # public, the same for everyone
@@ -343,6 +345,12 @@ def test_a_tenant_token_reaches_nothing_of_another_tenant(api, pki):
         ("DELETE", "/users/{}"): [("delete", "/users/gina@globex.example", None, 404)],
         ("POST", "/users/{}/certificate"): [("post", "/users/gina@globex.example/certificate",
                                              None, 404)],
+        ("POST", "/users/{}/revoke"): [("post", "/users/gina@globex.example/revoke",
+                                        {"reason": "key-compromise"}, 404)],
+        ("POST", "/bulk/issuance"): [
+            ("post", "/bulk/issuance", {"tenant": "globex"}, 404),
+            ("post", "/bulk/issuance", {"addresses": ["gina@globex.example"]}, 422)],
+        ("GET", "/bulk/{}"): [("get", f"/bulk/{globex_operation}", None, 404)],
         ("GET", "/certificates"): [("get", "/certificates?tenant=globex", None, 404)],
         ("POST", "/certificates"): [("post", "/certificates",
                                      {"certificate": cert, "tenant": "globex"}, 404)],

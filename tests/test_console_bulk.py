@@ -201,18 +201,32 @@ def test_each_failing_item_is_recorded_with_its_reason_and_the_rest_go_on(
     _tenants(directory)
     with directory.transaction() as session:
         tenancy.add_user(session, "old@acme.example", NOW)
-    operation_id = _start_import(directory, ["new@acme.example", "gina@globex.example",
-                                             "nobody@unknown.example", "old@acme.example"])
+        tenancy.add_domain(session, tenancy.get_tenant(session, "acme"), "branch.acme.example",
+                           NOW, operator_verified=True)
+    operation_id = _start_import(directory, ["new@acme.example", "gina@branch.acme.example",
+                                             "nobody@branch.acme.example", "old@acme.example"])
+    # The branch domain goes away before the operation runs: its two addresses fail.
+    with directory.transaction() as session:
+        session.delete(tenancy.get_domain(session, "branch.acme.example"))
     assert bulk.run(directory, NOW).finished
     operation = _operation(directory, operation_id)
     assert (operation.succeeded, operation.failed) == (2, 2)
-    assert [e["item"] for e in operation.errors] == ["gina@globex.example",
-                                                     "nobody@unknown.example"]
+    assert [e["item"] for e in operation.errors] == ["gina@branch.acme.example",
+                                                     "nobody@branch.acme.example"]
     assert "not one of this tenant's domains" in operation.errors[0]["error"]
     with directory.transaction() as session:
-        assert tenancy.participant(session, "gina@globex.example") is None
+        assert tenancy.participant(session, "gina@branch.acme.example") is None
         done = session.scalar(select(Event).where(Event.action == "bulk.done"))
         assert (done.detail["succeeded"], done.detail["failed"]) == (2, 2)
+
+
+@both_databases
+def test_an_operation_never_names_another_tenants_addresses(directory):  # noqa: F811
+    _tenants(directory)
+    with pytest.raises(Refused, match=r"not in this tenant's domains: gina@globex\.example"):
+        _start_import(directory, ["new@acme.example", "gina@globex.example"])
+    with directory.transaction() as session:
+        assert session.scalar(select(BulkOperation)) is None
 
 
 @both_databases
@@ -292,13 +306,27 @@ def test_csv_import_is_checked_first_then_runs_with_a_progress_page(console):
 
 
 def test_failed_items_are_listed_on_the_operation_page(console):
+    with console.directory.transaction() as session:
+        tenancy.add_domain(session, tenancy.get_tenant(session, "acme"), "branch.acme.example",
+                           datetime.now(UTC), operator_verified=True)
     client = console.sign_in(ACME_ADMIN)
     started = post(client, "/console/operations/import/start",
-                   {"addresses": "ann@acme.example\ngina@globex.example"},
+                   {"addresses": "ann@acme.example\ngina@branch.acme.example"},
                    page="/console/operations")
+    with console.directory.transaction() as session:
+        session.delete(tenancy.get_domain(session, "branch.acme.example"))
     bulk.run(console.directory, datetime.now(UTC))
     page = client.get(started.location).get_data(as_text=True)
-    assert "gina@globex.example" in page and "not one of this tenant" in page
+    assert "gina@branch.acme.example" in page and "not one of this tenant" in page
+
+
+def test_another_tenants_address_stops_the_start_with_a_clear_message(console):
+    client = console.sign_in(ACME_ADMIN)
+    refused = post(client, "/console/operations/import/start",
+                   {"addresses": "ann@acme.example\ngina@globex.example"},
+                   page="/console/operations", follow_redirects=True)
+    assert "not in this tenant&#39;s domains: gina@globex.example" in refused.get_data(
+        as_text=True)
 
 
 def test_issuance_for_everyone_without_a_certificate_and_cancel(console):
