@@ -44,15 +44,21 @@ from portal.console import (
     user_views,
 )
 
-# Every area's blueprint; an area adds itself here.
+# Every area's blueprint, in the sidebar's order; an area adds itself here.
 BLUEPRINTS: tuple[Blueprint, ...] = (
     auth_views.auth,
     dashboard_views.dashboard,
-    certificate_views.console_certificates, trust_views.console_trust, policy_views.console_policies, queue_views.console_queue, log_views.console_log,  # noqa: E501
-    user_views.users,
-    bulk_views.operations,
     domain_views.domains_bp,
-    branding_views.branding_pages, tenant_views.tenants, usage_views.usage_pages,
+    user_views.users,
+    certificate_views.console_certificates,
+    trust_views.console_trust,
+    policy_views.console_policies,
+    queue_views.console_queue,
+    log_views.console_log,
+    bulk_views.operations,
+    usage_views.usage_pages,
+    branding_views.branding_pages,
+    tenant_views.tenants,
 )
 CONSOLE_BLUEPRINTS = frozenset(b.name for b in BLUEPRINTS)
 # Reachable without a session (signing in), or with one still enrolling its second factor.

@@ -14,6 +14,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import BooleanField, EmailField, IntegerField, SelectField, SubmitField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from keydir import encryption_rules, mailbox
@@ -26,9 +27,9 @@ from portal.console import core, listing
 console_policies = Blueprint("console_policies", __name__, url_prefix="/console/policies")
 LANGUAGE_NAMES = {"de": "Deutsch", "en": "English", "fr": "Français", "it": "Italiano"}
 REGISTRATION_CHOICES = [
-    ("link", _l("The link in the notification registers the account")),
-    ("sender-password", _l("The link and a one-time password the sender passes on "
-                           "(e.g. by phone)")),
+    SelectChoice("link", _l("The link in the notification registers the account")),
+    SelectChoice("sender-password", _l("The link and a one-time password the sender "
+                                       "passes on (e.g. by phone)")),
 ]
 # The form's fields that are the policy's own, as they are named there.
 PORTAL_FIELDS = ("registration", "notify_shows_sender", "notify_shows_subject",
@@ -56,7 +57,7 @@ class PortalForm(FlaskForm):
     sender_receipts = BooleanField(_l("Tell the internal sender when a message went to the "
                                      "portal and when the recipient has read it"))
     default_language = SelectField(_l("Language of notifications and the portal"),
-                                   choices=[(code, LANGUAGE_NAMES.get(code, code))
+                                   choices=[SelectChoice(code, LANGUAGE_NAMES.get(code, code))
                                             for code in LANGUAGES])
     submit = SubmitField(_l("Save portal options"))
 

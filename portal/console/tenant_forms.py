@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, SubmitField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from keydir.admin_models import OPERATOR, TENANT_ADMIN
 
-ROLE_CHOICES = [(TENANT_ADMIN, _l("Tenant administrator")), (OPERATOR, _l("Operator"))]
+ROLE_CHOICES = [SelectChoice(TENANT_ADMIN, _l("Tenant administrator")),
+                SelectChoice(OPERATOR, _l("Operator"))]
 
 
 class TenantForm(FlaskForm):

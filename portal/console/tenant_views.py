@@ -17,6 +17,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
+from wtforms.fields import SelectChoice
 
 from keydir import admins, resellers, tenancy, tenant_overview
 from keydir.admin_models import OPERATOR, AdminAccount
@@ -54,14 +55,15 @@ def initial_password(address: str) -> str:
         return password
 
 
-def _reseller_choices(db: Session) -> list[tuple[str, str]]:
-    return [("", _("— none (billed directly) —"))] + [
-        (str(r.id), r.display_name or r.name) for r, _n in resellers.list_resellers(db)]
+def _reseller_choices(db: Session) -> list[SelectChoice]:
+    return [SelectChoice("", _("— none (billed directly) —"))] + [
+        SelectChoice(str(r.id), r.display_name or r.name)
+        for r, _n in resellers.list_resellers(db)]
 
 
-def _tenant_choices(db: Session, none_label: str) -> list[tuple[str, str]]:
-    return [("", none_label)] + [(str(t.id), t.display_name or t.name)
-                                 for t in tenancy.list_tenants(db)]
+def _tenant_choices(db: Session, none_label: str) -> list[SelectChoice]:
+    return [SelectChoice("", none_label)] + [SelectChoice(str(t.id), t.display_name or t.name)
+                                             for t in tenancy.list_tenants(db)]
 
 
 # --- tenants and resellers ---------------------------------------------------------------
