@@ -19,9 +19,13 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
+from keydir import certificates, domains, tenancy, usage
+from keydir.service import Directory, initialise
+from keydir.usage_formats import to_csv
 from relay.models import Direction, QueuedMessage, State
 from tests.console_helpers import ACME_ADMIN, OPERATOR_ADDRESS, PASSWORD, Console, make_console
-from tests.keydir_fixtures import database_url, directory  # noqa: F401
+from tests.dns_server import DnsServer
+from tests.keydir_fixtures import database_url, make_config  # noqa: F401
 from tests.smtp_sink import free_port
 
 pytestmark = pytest.mark.slow
@@ -38,7 +42,24 @@ TREATMENTS = (("signed", ["signed by alice@acme.example (serial 1f)"], 9),
 
 
 @pytest.fixture
-def console(directory) -> Console:  # noqa: F811
+def nameserver() -> Iterator[DnsServer]:
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def directory(tmp_path: Path, database_url: str,  # noqa: F811
+              nameserver: DnsServer) -> Iterator[Directory]:
+    """The directory, its resolver asking the local nameserver stand-in."""
+    config = make_config(tmp_path, database_url,
+                         dns={"nameservers": [nameserver.address], "timeout": 0.5})
+    opened = initialise(config, datetime.now(UTC))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def console(directory: Directory) -> Console:
     console = make_console(directory)
     now = datetime.now(UTC)
     with directory.transaction() as session:
@@ -96,7 +117,7 @@ TEXTS = {
     "de": {"address": "E-Mail-Adresse", "password": "Passwort", "sign_in": "Anmelden",
            "code": "Code aus Ihrer Authenticator-App", "confirm": "Bestätigen",
            "overview": "Übersicht", "heading": "Anmeldung zur Konsole",
-           "two_step": "Anmeldung in zwei Schritten"},
+           "two_step": "Zweistufige Anmeldung"},
 }
 
 
@@ -139,4 +160,86 @@ def test_sign_in_and_the_overview(console, console_url, browser, screenshots, la
     _shoot(small, screenshots, "phone-overview", language)
     assert small.evaluate("document.documentElement.scrollWidth") <= 390
     tenant.close()
+    context.close()
+
+
+def test_domain_validation_user_issue_and_usage_download(console, console_url, browser,
+                                                        nameserver, screenshots):
+    """A tenant administrator's first day: the domain proven by DNS, a certificate issued
+    by hand, the month's usage downloaded."""
+    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 800},
+                                  accept_downloads=True)
+    page = context.new_page()
+    _sign_in(page, console_url, console, ACME_ADMIN, TEXTS["en"])
+
+    page.goto(console_url + "/console/domains")
+    page.locator("form[action$='/console/domains'] input[name=name]").fill("branch.example")
+    page.locator("form[action$='/console/domains'] [type=submit]").click()
+    expect(page.get_by_role("heading", name="branch.example")).to_be_visible()
+    record_name = page.locator("#record-name").inner_text()
+    record_value = page.locator("#record-value").inner_text()
+    with console.directory.transaction() as session:
+        expected = domains.txt_record(tenancy.get_domain(session, "branch.example"),
+                                      console.directory.config.domains.txt_prefix)
+    assert (record_name, record_value) == expected
+    page.locator("form[action$='/check'] button").click()
+    expect(page.get_by_text("does not exist in DNS").first).to_be_visible()
+    nameserver.set(record_name, ("TXT", record_value))
+    page.locator("form[action$='/check'] button").click()
+    expect(page.get_by_text("Validated by DNS").first).to_be_visible()
+    _shoot(page, screenshots, "domain", "en")
+    with console.directory.transaction() as session:
+        assert tenancy.get_domain(session, "branch.example").verified_by == "dns"
+
+    page.goto(console_url + "/console/users")
+    page.get_by_role("link", name="alice@acme.example").click()
+    expect(page.get_by_role("heading", name="alice@acme.example")).to_be_visible()
+    page.locator("form[action$='/issue'] button").click()
+    expect(page.get_by_role("heading", name="Current certificate")).to_be_visible()
+    with console.directory.transaction() as session:
+        issued = certificates.current_own(session, "alice@acme.example", datetime.now(UTC))
+        assert issued is not None
+        serial = issued.serial
+    expect(page.get_by_text(serial).first).to_be_visible()
+    _shoot(page, screenshots, "user", "en")
+
+    page.goto(console_url + "/console/usage/")
+    month = datetime.now(UTC).strftime("%Y-%m")
+    page.get_by_role("link", name="This month so far").click()
+    _shoot(page, screenshots, "usage", "en")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="CSV", exact=True).click()
+    download = info.value
+    assert download.suggested_filename == f"usage-{month}-acme.csv"
+    with console.directory.transaction() as session:
+        report = usage.usage_report(session, console.directory.config.billing,
+                                    usage.Month.parse(month),
+                                    tenant=tenancy.get_tenant(session, "acme"))
+    assert Path(download.path()).read_bytes() == to_csv(report).encode("utf-8")
+
+    page.goto(console_url + "/console/branding/")  # a tenant administrator: the form
+    expect(page.locator("form input[type=file]")).to_have_count(1)
+    _shoot(page, screenshots, "branding-form", "en")
+    context.close()
+
+
+# Every section, for the README's pictures; each must render without sideways scrolling.
+TOUR = ("domains", "users", "certificates", "trust", "policies", "queue", "log", "audit",
+        "operations", "usage", "branding", "tenants")
+
+
+@pytest.mark.parametrize(("language", "locale"), [("en", "en-GB"), ("de", "de-CH")])
+def test_every_section_renders(console, console_url, browser, screenshots, language, locale):
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    _sign_in(page, console_url, console, OPERATOR_ADDRESS, TEXTS[language])
+    links = page.locator("nav.sidebar a")
+    assert links.count() == len(TOUR) + 1  # and the overview
+    for index in range(1, links.count()):
+        page.locator("nav.sidebar a").nth(index).click()
+        expect(page.locator("nav.sidebar a[aria-current=page]")).to_have_count(1)
+        name = TOUR[index - 1]
+        assert page.locator("h1").count() == 1, name
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280, name
+        _shoot(page, screenshots, name, language)
     context.close()
