@@ -12,6 +12,7 @@ import ipaddress
 import itertools
 import json
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -240,6 +241,26 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class ClusterSection:
+    # This node's name in queue leases and job runs; empty: the host name. Two nodes on
+    # one host need different names.
+    node: str = ""
+    # How long a claimed message stays a node's; a node that dies leaves it to the others
+    # after this long (no message is taken from a node that is still working on it).
+    lease_seconds: int = 300
+    # Periodic jobs (rollover, issuance retries, re-validation, ...) run once per this
+    # many seconds across all nodes together.
+    job_interval_seconds: int = 3600
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < 5:
+            raise ConfigError("cluster.lease_seconds must be at least 5 (a batch of mail must "
+                              "be done within its lease)")
+        if self.job_interval_seconds < 60:
+            raise ConfigError("cluster.job_interval_seconds must be at least 60")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataSection = field(default_factory=DataSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
@@ -251,11 +272,17 @@ class Config:
     domains: DomainsSection = field(default_factory=DomainsSection)
     billing: BillingSection = field(default_factory=BillingSection)
     log: LogSection = field(default_factory=LogSection)
+    cluster: ClusterSection = field(default_factory=ClusterSection)
     source: str = "embedded default"
 
     @property
     def data_dir(self) -> Path:
         return Path(self.data.dir)
+
+    @property
+    def node(self) -> str:
+        """This node's name (``[cluster] node``, else the host name)."""
+        return self.cluster.node or socket.gethostname()
 
     @property
     def database_url(self) -> str:
@@ -279,7 +306,7 @@ _SECTION_TYPES: dict[str, type] = {
     "data": DataSection, "database": DatabaseSection, "relay": RelaySection,
     "web": WebSection, "dns": DnsSection, "ca": CaSection,
     "revocation": RevocationSection, "domains": DomainsSection, "billing": BillingSection,
-    "log": LogSection,
+    "log": LogSection, "cluster": ClusterSection,
 }
 
 

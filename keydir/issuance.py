@@ -150,6 +150,13 @@ def ensure_certificate(directory: Directory, session: Session, address: str,
     row = certificates.current_own(session, address, now)
     if row is not None:
         return row
+    # Two nodes (or worker processes) may meet a user's first mail at the same moment:
+    # the user's row is locked (PostgreSQL), and whoever comes second finds the
+    # certificate the first one issued instead of issuing another.
+    session.execute(select(User.id).where(User.address == address.lower()).with_for_update())
+    row = certificates.current_own(session, address, now)
+    if row is not None:
+        return row
     pending = session.scalar(select(IssuanceRequest).where(
         IssuanceRequest.address == address.lower(), IssuanceRequest.state == "pending"))
     if pending is not None:

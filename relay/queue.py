@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relay.models import Direction, QueuedMessage, State
 
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(minutes=5)  # the default; [cluster] lease_seconds sets the workers' own
 # Retry schedule after a temporary failure: 1, 2, 4, … minutes, at most 1 hour apart.
 BACKOFF_START = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=1)
@@ -96,14 +96,14 @@ def write_back(connection: Connection, entries: Sequence[Entry]) -> None:
 def new_row(direction: Direction, mail_from: str, recipients: Sequence[str], data: bytes,
             now: datetime, *, tenant_id: int | None, parent_id: int | None, state: State,
             route: str = "", actions: Sequence[str] = (), claimed_by: str = "",
-            client: str = "") -> dict[str, Any]:
+            client: str = "", lease: timedelta = LEASE) -> dict[str, Any]:
     """The values of a new queue row, for ``insert_rows``."""
     return {
         "direction": direction, "tenant_id": tenant_id, "parent_id": parent_id,
         "mail_from": mail_from, "recipients": list(recipients), "data": data,
         "size": len(data), "client": client, "state": state, "attempts": 0,
         "next_attempt_at": now, "claimed_by": claimed_by,
-        "claimed_until": now + LEASE if claimed_by else None, "last_error": "",
+        "claimed_until": now + lease if claimed_by else None, "last_error": "",
         "actions": list(actions), "route": route, "created_at": now, "updated_at": now}
 
 
@@ -142,7 +142,7 @@ def _due(now: datetime) -> ColumnElement[bool]:
 
 
 def claim(sessions: sessionmaker[Session], worker: str, now: datetime,
-          limit: int = 10) -> list[Entry]:
+          limit: int = 10, lease: timedelta = LEASE) -> list[Entry]:
     """Due messages now leased to ``worker`` (committed before returning), by id.
 
     One statement: the candidates are chosen and leased together, and the lease is taken
@@ -158,7 +158,7 @@ def claim(sessions: sessionmaker[Session], worker: str, now: datetime,
         claimed = session.execute(
             update(_TABLE)
             .where(_TABLE.c.id.in_(candidates), _due(now))
-            .values(claimed_by=worker, claimed_until=now + LEASE)
+            .values(claimed_by=worker, claimed_until=now + lease)
             .returning(*_ENTRY_COLUMNS)
         ).all()
     return sorted((Entry(*row) for row in claimed), key=lambda entry: entry.id)

@@ -86,12 +86,14 @@ class Worker:
         self.max_age = max_age
         self.smtp_timeout = smtp_timeout
         self.connections = delivery.Connections()  # reused between messages
+        self.lease = timedelta(seconds=directory.config.cluster.lease_seconds)
 
     # --- the loop -------------------------------------------------------------------
 
     def run_once(self) -> int:
         """Process every message due now (a batch at a time); returns how many were handled."""
-        entries = claim(self.directory.sessions, self.name, self.clock(), limit=BATCH)
+        entries = claim(self.directory.sessions, self.name, self.clock(), limit=BATCH,
+                        lease=self.lease)
         if entries:
             self.handle_batch(entries)
         return len(entries)
@@ -261,7 +263,7 @@ class Worker:
                     row.mail_from if output.mail_from is None else output.mail_from,
                     recipients, output.data, now, tenant_id=row.tenant_id, parent_id=row.id,
                     state=State.READY, route=route, actions=[f"copy of message {row.id}"],
-                    claimed_by=self.name))
+                    claimed_by=self.name, lease=self.lease))
         if held:
             copies.append(new_row(
                 row.direction, row.mail_from, held, job.data, now, tenant_id=row.tenant_id,

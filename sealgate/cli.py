@@ -14,6 +14,7 @@ from sealgate.directory_cli import register as register_directory
 from sealgate.directory_import_cli import register as register_directory_import
 from sealgate.portal_cli import portal_group
 from sealgate.relay_cli import connector_group, queue_group
+from sealgate.roles import ROLES
 from sealgate.smime_cli import smime_group
 
 
@@ -32,8 +33,13 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Delivery worker processes [default: [relay] worker_processes, whose 0 "
                    "means one per CPU].")
+@click.option("--role", "roles", multiple=True, type=click.Choice(ROLES),
+              help="What this node does (repeat for several) [default: all]: relay = SMTP "
+                   "listeners and delivery workers, web = portal, console, API and key "
+                   "directory, jobs = periodic jobs, bulk operations and the portal's "
+                   "outbox.")
 @pass_context
-def serve_command(context: Context, workers: int | None) -> None:
+def serve_command(context: Context, workers: int | None, roles: tuple[str, ...]) -> None:
     """Run the gateway: SMTP listeners, workers, scheduler and web app (Ctrl-C stops)."""
     from portal.app import create_app
     from relay.log_setup import configure as configure_logging
@@ -43,9 +49,10 @@ def serve_command(context: Context, workers: int | None) -> None:
     configure_logging(context.config.log)
     directory = context.initialise(now_utc())  # first start on a fresh machine: set up
     relay = directory.config.relay
+    chosen = frozenset(roles or ROLES)
     gateway = Gateway(directory, workers=workers or default_process_count(relay.worker_processes),
                       worker_threads=max(1, relay.worker_threads),
-                      app_factory=lambda d: create_app(directory=d))
+                      app_factory=lambda d: create_app(directory=d), roles=chosen)
     try:
         gateway.start()
     except OSError as exc:
@@ -53,9 +60,15 @@ def serve_command(context: Context, workers: int | None) -> None:
         raise click.ClickException(f"cannot listen: {exc} (is another sealgate running? "
                                    "change [relay] *_listen / [web] listen)") from exc
     config = directory.config
-    click.echo(f"sealgate is running: inbound SMTP {config.relay.inbound_listen}, outbound "
-               f"SMTP {config.relay.outbound_listen}, web {config.web.public_url}. "
-               "Ctrl-C stops.")
+    parts = []
+    if "relay" in chosen:
+        parts.append(f"inbound SMTP {config.relay.inbound_listen}, outbound SMTP "
+                     f"{config.relay.outbound_listen}")
+    if "web" in chosen:
+        parts.append(f"web {config.web.public_url}")
+    if "jobs" in chosen:
+        parts.append("periodic jobs")
+    click.echo(f"sealgate node {config.node} is running: {', '.join(parts)}. Ctrl-C stops.")
     gateway.wait()
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from keydir import bulk, jobs
+from keydir import bulk, job_schedule, jobs
 from keydir.config import host_port
 from keydir.service import Directory
 from relay.portal_outbox import submit_outgoing
@@ -30,10 +30,11 @@ from relay.queue import release_node
 from relay.smtp import InboundHandler, OutboundHandler
 from relay.tls import server_context
 from relay.worker_processes import WorkerProcesses
+from sealgate.roles import ROLES
 
 logger = logging.getLogger("sealgate.serve")
 SIZE_LIMIT = 50 * 1024 * 1024  # announced with SIZE (RFC 1870)
-JOB_INTERVAL = timedelta(hours=1)
+JOB_TICK = 60.0  # seconds between looks for due periodic jobs ([cluster] job_interval)
 PORTAL_OUTBOX_INTERVAL = 2.0  # seconds between looks for the portal's replies and mails
 SUPERVISE_INTERVAL = 2.0  # seconds between checks that every worker process lives
 BULK_INTERVAL = 3.0  # seconds between looks for bulk operations (imports, issuance)
@@ -51,11 +52,31 @@ class Gateway:
     controllers: list[Controller] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     web: BaseWSGIServer | None = None
+    # What this node does: relay (SMTP listeners and delivery workers), web (portal,
+    # console, API, key directory), jobs (periodic jobs, bulk operations, the portal's
+    # outbox). Several nodes on one database may split them or each do everything.
+    roles: frozenset[str] = frozenset(ROLES)
 
     def start(self) -> None:
+        if "relay" in self.roles:
+            self._start_relay()
+        if "jobs" in self.roles:
+            self._thread("scheduler", self._schedule)
+            self._thread("bulk-operations", self._bulk_operations)
+            self._thread("portal-outbox", self._portal_outbox)
+        if "web" in self.roles and self.app_factory is not None:
+            host, port = host_port(self.directory.config.web.listen, 8080)
+            self.web = make_server(host, port, self.app_factory(self.directory), threaded=True)
+            self._thread("web", self.web.serve_forever)
+            logger.info("web on http://%s:%s", host, port)
+        # Start-up's objects live as long as the process: out of the cyclic collector,
+        # whose full passes over them held up the listeners for about 100 ms each.
+        gc.freeze()
+
+    def _start_relay(self) -> None:
         config = self.directory.config.relay
         tls = server_context(self.directory.config)
-        node = socket.gethostname()
+        node = self.directory.config.node
         freed = release_node(self.directory.sessions, node)
         if freed:
             logger.info("resumed %d message(s) the previous run was working on", freed)
@@ -79,18 +100,7 @@ class Gateway:
             controller.start()
             self.controllers.append(controller)
             logger.info("SMTP %s listening on %s", type(handler).__name__, listen)
-        self._thread("scheduler", self._schedule)
-        self._thread("portal-outbox", self._portal_outbox)
         self._thread("supervisor", self._supervise)
-        self._thread("bulk-operations", self._bulk_operations)
-        if self.app_factory is not None:
-            host, port = host_port(self.directory.config.web.listen, 8080)
-            self.web = make_server(host, port, self.app_factory(self.directory), threaded=True)
-            self._thread("web", self.web.serve_forever)
-            logger.info("web on http://%s:%s", host, port)
-        # Start-up's objects live as long as the process: out of the cyclic collector,
-        # whose full passes over them held up the listeners for about 100 ms each.
-        gc.freeze()
 
     def _thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -98,17 +108,17 @@ class Gateway:
         self.threads.append(thread)
 
     def _schedule(self) -> None:
-        """Periodic jobs (rollover, issuance retries, re-validation, …), hourly."""
+        """Periodic jobs (rollover, issuance retries, re-validation, ...): each once per
+        ``[cluster] job_interval_seconds`` across every node (keydir.job_schedule)."""
+        cluster = self.directory.config.cluster
+        interval = timedelta(seconds=cluster.job_interval_seconds)
         while not self.stop_event.is_set():
-            now = datetime.now(UTC)
-            for name, job in jobs.JOBS.items():
-                try:
-                    with self.directory.transaction() as session:
-                        report = job(self.directory, session, now)
-                    logger.info("job %s: %s", name, report)
-                except Exception:  # one failing job must not stop the others
-                    logger.exception("job %s failed", name)
-            self.stop_event.wait(JOB_INTERVAL.total_seconds())
+            try:
+                job_schedule.run_due(self.directory, jobs.JOBS, datetime.now(UTC), interval,
+                                     self.directory.config.node)
+            except Exception:  # e.g. the database is away for a moment: try again soon
+                logger.exception("periodic jobs could not be scheduled")
+            self.stop_event.wait(JOB_TICK)
 
     def _bulk_operations(self) -> None:
         """Bulk operations started in the console or the API, a few seconds after: the
