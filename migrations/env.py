@@ -12,6 +12,7 @@ from keydir import (  # noqa: F401
     admin_models,
     branding_models,
     bulk_models,
+    dkim_models,
     job_models,
     mailbox_models,
     usage_models,

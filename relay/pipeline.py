@@ -5,6 +5,9 @@ A reader can list what happens to a message::
     OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef",
                 "non_participant", "certificate", "sign", "encrypt", "portal")
     INBOUND = ("strip_result_headers", "acme_challenge", "unwrap", "deliver_to_next_hop")
+# After the steps, however they ended (a step may stop the pipeline early), on what they
+# produced.
+OUTBOUND_FINISH = ("dkim",)
 
 Each step's ``process(job)`` reads and changes the ``Job``. ``Stop`` ends the pipeline
 early with the job's outputs as they are (a control signal, not an error); any other
@@ -24,13 +27,22 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import smime
-from keydir import acme_mail, certificates, encryption_choice, issuance, mailbox, revocation
+from keydir import (
+    acme_mail,
+    certificates,
+    dkim_keys,
+    encryption_choice,
+    issuance,
+    mailbox,
+    revocation,
+)
 from keydir.errors import Refused
 from keydir.models import User
 from keydir.seen_senders import note_sender
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, normalise_address, participant
 from keydir.trust import anchors_for
+from relay import dkim_signing
 from relay.dsn import build_dsn
 from relay.models import Direction, EncryptionRule
 from smime import mime
@@ -78,6 +90,10 @@ class Job:
     queue_id: int | None = None  # the queue row being processed
     actions: list[str] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
+    received: bytes = field(default=b"", repr=False)  # the message as it came in
+
+    def __post_init__(self) -> None:
+        self.received = self.received or self.data
 
     def log(self, action: str) -> None:
         self.actions.append(action)
@@ -490,6 +506,30 @@ class DeliverToNextHopStep:
             job.outputs.append(Output(recipients, job.data, route))
 
 
+class DkimStep:
+    """Outbound copies the gateway changed get a DKIM signature of their From domain,
+    when that domain has an active key (keydir.dkim_keys); copies passed through as they
+    came keep the signature they have."""
+
+    def process(self, job: Job) -> None:
+        if not job.outputs:
+            return
+        domain = dkim_signing.from_domain(job.received)
+        if domain is None:
+            return
+        signer = dkim_keys.signer_for(job.session, job.directory.master_key, domain,
+                                      job.tenant_id)
+        if signer is None:
+            return
+        signed = 0
+        for output in job.outputs:
+            if output.data is not job.received and output.route == "outbound":
+                output.data = dkim_signing.sign(output.data, signer)
+                signed += 1
+        if signed:
+            job.log(f"DKIM-signed for {domain} (selector {signer.selector})")
+
+
 STEPS = {
     "sender": SenderStep(),
     "subject_tags": SubjectTagsStep(),
@@ -504,11 +544,15 @@ STEPS = {
     "acme_challenge": AcmeChallengeStep(),
     "unwrap": UnwrapStep(),
     "deliver_to_next_hop": DeliverToNextHopStep(),
+    "dkim": DkimStep(),
 }
 
 OUTBOUND = ("sender", "subject_tags", "encrypt_rules", "calendar_and_tnef", "non_participant",
             "certificate", "sign", "encrypt", "portal")
 INBOUND = ("strip_result_headers", "acme_challenge", "unwrap", "deliver_to_next_hop")
+# After the steps, however they ended (a step may stop the pipeline early), on what they
+# produced.
+OUTBOUND_FINISH = ("dkim",)
 
 
 def run(job: Job) -> Job:
@@ -519,5 +563,15 @@ def run(job: Job) -> Job:
             STEPS[name].process(job)
     except Stop:
         pass
+    except Hold:
+        _finish(job)  # what went out for the other recipients is finished all the same
+        raise
+    _finish(job)
     return job
+
+
+def _finish(job: Job) -> None:
+    if job.direction is Direction.OUTBOUND:
+        for name in OUTBOUND_FINISH:
+            STEPS[name].process(job)
 

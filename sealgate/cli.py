@@ -12,6 +12,7 @@ from sealgate.context import Context, now_utc
 from sealgate.directory_cli import pass_context
 from sealgate.directory_cli import register as register_directory
 from sealgate.directory_import_cli import register as register_directory_import
+from sealgate.dkim_cli import dkim_group
 from sealgate.portal_cli import portal_group
 from sealgate.relay_cli import connector_group, queue_group
 from sealgate.roles import ROLES
@@ -77,6 +78,7 @@ main.add_command(queue_group)
 main.add_command(connector_group)
 main.add_command(portal_group)
 main.add_command(config_group)
+main.add_command(dkim_group)
 main.add_command(backup_command)
 main.add_command(restore_command)
 register_directory(main)
