@@ -8,6 +8,7 @@ is not optional here: an account without one is led to enrol before it sees anyt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from flask import (
     Blueprint,
@@ -21,6 +22,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFError
@@ -106,12 +108,25 @@ def install(app: Flask, limiter: Limiter, auth_limit: str) -> None:
         app.view_functions[endpoint] = limiter.limit(_login_limit, methods=["POST"])(
             app.view_functions[endpoint])
     app.context_processor(_template_globals)
+    app.add_template_filter(_amount, "amount")
+    app.add_template_filter(_share, "share")
     # The console's own problem pages under /console; the handlers registered before
     # (the portal's) keep answering everywhere else.
     for status, kind in ((403, Forbidden), (404, NotFound), (400, CSRFError),
                          (429, TooManyRequests)):
         previous = dict(app.error_handler_spec.get(None, {}).get(status, {}))
         app.register_error_handler(kind, _console_errors(kind, previous))
+
+
+def _amount(value: object) -> str:
+    """A sum of money in the reader's notation (1,234.50 / 1.234,50); the currency is
+    written next to it by the page. Downloads keep the machine notation."""
+    return str(format_decimal(Decimal(str(value)), format="#,##0.00"))
+
+
+def _share(value: object) -> str:
+    """A percentage figure with one decimal in the reader's notation (7.4 / 7,4)."""
+    return str(format_decimal(Decimal(str(value)), format="#,##0.0"))
 
 
 def _template_globals() -> dict[str, object]:

@@ -34,7 +34,7 @@ def facts(row: Certificate) -> list[tuple[str, str]]:
     """Label and value, in the order the page lists them."""
     capabilities = ", ".join(row.capabilities or []) or key_description(certificates.load(row))
     return [
-        (_("Subject"), row.subject),
+        (_("Certificate holder (subject)"), row.subject),
         (_("Serial"), row.serial),
         (_("SHA-256 fingerprint"), row.fingerprint),
         (_("Issuer"), row.issuer),
