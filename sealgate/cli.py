@@ -17,6 +17,7 @@ from sealgate.portal_cli import portal_group
 from sealgate.relay_cli import connector_group, queue_group
 from sealgate.roles import ROLES
 from sealgate.smime_cli import smime_group
+from sealgate.upgrade_cli import upgrade_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,6 +80,7 @@ main.add_command(connector_group)
 main.add_command(portal_group)
 main.add_command(config_group)
 main.add_command(dkim_group)
+main.add_command(upgrade_command)
 main.add_command(backup_command)
 main.add_command(restore_command)
 register_directory(main)

@@ -124,3 +124,24 @@ def test_backup_and_restore_from_the_command_line(tmp_path, monkeypatch):
     assert done.exit_code == 0, done.output
     assert "restored the backup" in done.output
     assert runner.invoke(main, ["tenant", "list"]).exit_code == 0
+
+
+def test_upgrade_migrates_an_older_schema_and_says_so(tmp_path, monkeypatch):
+    from alembic import command
+
+    from keydir.db import _alembic_config, make_engine
+
+    monkeypatch.setenv("SEALGATE_DATA__DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SEALGATE_CA__INTERNAL_CA_KEY_TYPE", "rsa2048")
+    monkeypatch.delenv("SEALGATE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    missing = runner.invoke(main, ["upgrade"])
+    assert missing.exit_code != 0 and "run 'sealgate init'" in missing.output
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    assert "is current" in runner.invoke(main, ["upgrade"]).output
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'sealgate.db'}")
+    command.downgrade(_alembic_config(engine), "0008")
+    engine.dispose()
+    done = runner.invoke(main, ["upgrade"])
+    assert done.exit_code == 0 and "went from 0008 to" in done.output
