@@ -58,6 +58,10 @@ class RelaySection:
     # How long the listeners remember a client's connector and a sender domain's
     # verification (changes made through this gateway apply at once; 0: never remember).
     lookup_cache_seconds: float = 5.0
+    # Failed SMTP AUTH attempts one client address may make within the window before
+    # every further AUTH from it is answered 421 and the connection closed (0: no limit).
+    auth_failure_limit: int = 10
+    auth_failure_window_seconds: float = 900.0  # the window for auth_failure_limit
 
 
 @dataclass(frozen=True)

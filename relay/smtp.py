@@ -26,12 +26,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy.exc import SQLAlchemyError
 
 from keydir.service import Directory
 from keydir.tenancy import domain_of, find_domain, is_verified
 from relay import connectors, trace
+from relay.auth_limit import AuthFailures
 from relay.group_commit import GroupCommit
 from relay.lookup_cache import GENERATION, LookupCache
 from relay.models import Direction
@@ -119,6 +120,8 @@ class OutboundHandler(_QueueingHandler):
                  on_queued: Callable[[], None] | None = None) -> None:
         super().__init__(directory, clock, on_queued)
         self.allowed = parse_networks(directory.config.relay.outbound_clients)
+        self.auth_failures = AuthFailures(directory.config.relay.auth_failure_limit,
+                                          directory.config.relay.auth_failure_window_seconds)
 
     def _in_global_allowlist(self, peer: object) -> bool:
         try:
@@ -128,6 +131,19 @@ class OutboundHandler(_QueueingHandler):
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         return any(address in network for network in self.allowed)
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope,
+                          args: list[str]) -> object:
+        """Before any password is checked: a client with too many recent failures is
+        told to go away (``421`` and the connection closes); others go on to AUTH."""
+        if not self.auth_failures.blocked(str(session.peer[0])):
+            return MISSING
+        log.warning("refused SMTP AUTH from %s: too many failed attempts", session.peer)
+        await server.push("421 4.7.0 Too many failed authentication attempts from your "
+                          "address: try again later, with the right credentials")
+        assert server.transport is not None
+        server.transport.close()
+        return None
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope,
                      mechanism: str, auth_data: object) -> AuthResult:
@@ -142,6 +158,8 @@ class OutboundHandler(_QueueingHandler):
                 db_session, auth_data.login.decode("utf-8", "replace"),
                 auth_data.password.decode("utf-8", "replace"))
             if connector is None:
+                self.auth_failures.failed(str(session.peer[0]))
+                log.warning("failed SMTP AUTH from %s", session.peer)
                 return AuthResult(success=False, handled=False)
             session.sealgate_connector = (connector.id, connector.tenant_id,  # type: ignore[attr-defined]
                                           connector.require_tls)
