@@ -7,7 +7,7 @@ HTML) sets a stricter policy of its own, see ``portal.mail_views.message_body``.
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 PAGE_POLICY = "; ".join((
     "default-src 'self'",
@@ -53,4 +53,8 @@ def install_headers(app: Flask, public_url: str) -> None:
         response.headers["Referrer-Policy"] = "no-referrer"
         if tls:
             response.headers["Strict-Transport-Security"] = HSTS
+        if request.path == "/console" or request.path.startswith("/console/"):
+            # Every console answer, its error pages for unknown paths included, is
+            # nobody's cache entry (shared proxies, the back button).
+            response.headers["Cache-Control"] = "no-store"
         return response

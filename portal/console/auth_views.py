@@ -132,6 +132,15 @@ def totp_setup() -> str | Response:
 
 @auth.post("/logout")
 def logout() -> Response:
+    """Signing out ends every session of the account: the session lives in a signed
+    cookie, and only a new epoch makes a copy of that cookie (a proxy's log, a stolen
+    backup) worthless too."""
+    who = core.admin_or_none()
+    if who is not None:
+        with core.transaction() as db:
+            row = db.get(AdminAccount, who.id)
+            if row is not None:
+                admins.end_sessions(db, row, core.now())
     core.end_session()
     flash(_("You are signed out."), "info")
     return redirect(url_for("console_auth.login"))
