@@ -128,7 +128,11 @@ def gateway(tmp_path, database_url):
 @both_databases
 def test_no_secret_is_found_in_logs_dumps_pages_or_api_answers(gateway, database_url,
                                                                tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)  # every logger, SQL statements and parameters included
+    # Every logger at DEBUG, those with a level of their own (SQLAlchemy's, aiosmtpd's)
+    # included: SQL statements with their parameters, SMTP conversations.
+    caplog.set_level(logging.DEBUG)
+    for name in list(logging.root.manager.loggerDict):
+        caplog.set_level(logging.DEBUG, logger=name)
     SEEN.clear()
     now = datetime.now(UTC)
     directory = gateway.directory
@@ -256,6 +260,7 @@ def test_no_secret_is_found_in_logs_dumps_pages_or_api_answers(gateway, database
              for needle, value in needles.items() if value in hay]
     found += [f"a PEM private key block in the {where}" for where, hay in haystacks.items()
               if b"PRIVATE KEY-----" in hay]
+    assert "SELECT" in caplog.text, "the SQL log was captured"
     assert found == [], found
 
 
