@@ -17,6 +17,7 @@ from keydir.mailbox_errors import WeakPassword
 from keydir.models import Event
 from sealgate.cli import main
 from tests.keydir_fixtures import both_databases, database_url, directory  # noqa: F401
+from tests.migration_helpers import check_migration
 
 PASSWORD = "Correct-Horse-9"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -144,25 +145,4 @@ def test_cli_admin_and_token_verbs(tmp_path):
 
 @both_databases
 def test_migration_0007_matches_the_models_and_goes_back_down(database_url):  # noqa: F811
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-
-    from keydir.db import _alembic_config, make_engine
-    from keydir.models import Base
-
-    engine = make_engine(database_url)
-    config = _alembic_config(engine)
-    command.upgrade(config, "head")
-    ours = {"admin_accounts", "api_tokens"}
-    with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    # What the migration made is what the models say (tables, columns, types, nullability).
-    assert [d for d in differences if any(f"'{table}'" in repr(d) for table in ours)] == []
-    command.downgrade(config, "0006")
-    assert not ours & set(inspect(engine).get_table_names())
-    command.upgrade(config, "head")
-    assert ours <= set(inspect(engine).get_table_names())
-    engine.dispose()
-
+    check_migration(database_url, "0006", {"admin_accounts", "api_tokens"})

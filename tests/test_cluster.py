@@ -22,6 +22,7 @@ from keydir import cluster_lock, job_schedule
 from keydir.job_models import JobRun
 from keydir.service import open_directory
 from tests.keydir_fixtures import both_databases, database_url, directory  # noqa: F401
+from tests.migration_helpers import check_migration
 from tests.smtp_sink import SinkServer, free_port
 from tests.test_serve import _wait_for_port, _wait_until
 
@@ -234,21 +235,4 @@ def test_a_killed_node_leaves_its_messages_to_the_other(cluster, database_url): 
 
 @both_databases
 def test_migration_0010_matches_the_model_and_goes_back_down(database_url):  # noqa: F811
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-
-    from keydir.db import _alembic_config, make_engine
-    from keydir.models import Base
-
-    engine = make_engine(database_url)
-    config = _alembic_config(engine)
-    command.upgrade(config, "head")
-    with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert [d for d in differences if "'job_runs'" in repr(d)] == []
-    command.downgrade(config, "0009")
-    assert "job_runs" not in inspect(engine).get_table_names()
-    command.upgrade(config, "head")
-    engine.dispose()
+    check_migration(database_url, "0009", {"job_runs"})

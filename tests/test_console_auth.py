@@ -22,6 +22,7 @@ from tests.console_helpers import (
     post,
 )
 from tests.keydir_fixtures import both_databases, database_url, directory  # noqa: F401
+from tests.migration_helpers import check_migration
 
 
 @pytest.fixture
@@ -231,24 +232,5 @@ def test_the_console_and_the_portal_keep_separate_sign_ins(console):
 
 @both_databases
 def test_migration_0008_matches_the_models_and_goes_back_down(database_url):  # noqa: F811
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-
-    from keydir.db import _alembic_config, make_engine
-    from keydir.models import Base
-
-    engine = make_engine(database_url)
-    config = _alembic_config(engine)
-    command.upgrade(config, "head")
-    with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert [d for d in differences if any(f"'{table}'" in repr(d) for table in
-                                          ("bulk_operations", "admin_accounts", "queue"))] == []
-    command.downgrade(config, "0007")
-    assert "bulk_operations" not in inspect(engine).get_table_names()
-    assert "session_epoch" not in {c["name"] for c in inspect(engine).get_columns(
-        "admin_accounts")}
-    command.upgrade(config, "head")
-    engine.dispose()
+    check_migration(database_url, "0007", {"bulk_operations", "admin_accounts", "queue"},
+                    new_tables={"bulk_operations"})

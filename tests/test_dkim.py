@@ -13,6 +13,7 @@ from keydir.errors import Conflict, Refused
 from relay import dkim_signing
 from tests.conftest import message
 from tests.keydir_fixtures import both_databases, database_url  # noqa: F401
+from tests.migration_helpers import check_migration
 from tests.test_relay_flow import Gateway, ca_file, openssl
 
 
@@ -125,21 +126,4 @@ def test_the_command_line_prints_the_record_to_publish(tmp_path, monkeypatch):
 
 @both_databases
 def test_migration_0011_matches_the_model_and_goes_back_down(database_url):  # noqa: F811
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-
-    from keydir.db import _alembic_config, make_engine
-    from keydir.models import Base
-
-    engine = make_engine(database_url)
-    config = _alembic_config(engine)
-    command.upgrade(config, "head")
-    with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert [d for d in differences if "'dkim_keys'" in repr(d)] == []
-    command.downgrade(config, "0010")
-    assert "dkim_keys" not in inspect(engine).get_table_names()
-    command.upgrade(config, "head")
-    engine.dispose()
+    check_migration(database_url, "0010", {"dkim_keys"})

@@ -199,6 +199,19 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def time_arg(name: str) -> datetime | None:
+    """``?name=`` as a point in time (a date means its midnight, UTC when no zone)."""
+    text = request.args.get(name)
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "bad-parameter", f"?{name}= must be a date or time like "
+                       "2026-11-28 or 2026-11-28T09:30:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 

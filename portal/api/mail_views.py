@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -11,7 +10,18 @@ from sqlalchemy.orm import Session
 from keydir import certificates, presend, queue_admin
 from keydir.errors import NotFound
 from keydir.tenancy import list_tenants
-from portal.api.core import ApiError, api, field, int_arg, iso, json_body, now, scope, transaction
+from portal.api.core import (
+    ApiError,
+    api,
+    field,
+    int_arg,
+    iso,
+    json_body,
+    now,
+    scope,
+    time_arg,
+    transaction,
+)
 
 MAX_RECIPIENTS = 500
 
@@ -60,25 +70,13 @@ def delete_message(message_id: int) -> Response:
         return jsonify({"deleted": message_id})
 
 
-def _date_arg(name: str) -> datetime | None:
-    text = request.args.get(name)
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "bad-parameter", f"?{name}= must be a date or time like "
-                       "2026-11-28 or 2026-11-28T09:30:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @api.get("/log")
 def search_log() -> Response:
     """Who wrote to whom, when, and what the gateway did: never the content."""
     with transaction() as session:
         rows = queue_admin.search_log(
             session, scope().tenant_id, address=request.args.get("address", ""),
-            since=_date_arg("since"), until=_date_arg("until"),
+            since=time_arg("since"), until=time_arg("until"),
             action=request.args.get("action", ""), limit=int_arg("limit", 100, 1, 1000),
             offset=int_arg("offset", 0, 0, 10**9))
         names = _tenant_names(session)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -12,7 +11,6 @@ from keydir import encryption_rules, events
 from keydir.models import Event
 from keydir.tenancy import list_tenants
 from portal.api.core import (
-    ApiError,
     api,
     created,
     field,
@@ -23,6 +21,7 @@ from portal.api.core import (
     scope,
     target_tenant,
     tenant_filter,
+    time_arg,
     transaction,
 )
 
@@ -79,18 +78,6 @@ def event_json(event: Event, names: dict[int, str]) -> dict[str, Any]:
             "detail": event.detail or {}}
 
 
-def _time_arg(name: str) -> datetime | None:
-    text = request.args.get(name)
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "bad-parameter", f"?{name}= must be a date or time like "
-                       "2026-11-28 or 2026-11-28T09:30:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @api.get("/audit")
 def audit_log() -> Response:
     """Every administrative change in the token's scope, newest first. A tenant token sees
@@ -98,8 +85,8 @@ def audit_log() -> Response:
     with transaction() as session:
         rows = events.search(
             session, _scope_id(session), actor=request.args.get("actor", ""),
-            action_prefix=request.args.get("action", ""), since=_time_arg("since"),
-            until=_time_arg("until"), limit=int_arg("limit", 100, 1, 1000),
+            action_prefix=request.args.get("action", ""), since=time_arg("since"),
+            until=time_arg("until"), limit=int_arg("limit", 100, 1, 1000),
             offset=int_arg("offset", 0, 0, 10**9))
         names = _names(session)
         return jsonify({"events": [event_json(e, names) for e in rows]})
