@@ -18,6 +18,7 @@ import pyotp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from keydir import web_sessions
 from keydir.admin_models import OPERATOR, ROLES, TENANT_ADMIN, AdminAccount, ApiToken
 from keydir.errors import Conflict, NotFound, Refused
 from keydir.events import record
@@ -103,6 +104,13 @@ def authenticate(session: Session, address: str, password: str,
     return account
 
 
+def _end_all_sessions(session: Session, account: AdminAccount, now: datetime) -> None:
+    """Every console session of the account ends: a new epoch (checked on every request)
+    and the session rows closed (so lists of open sessions are right)."""
+    account.session_epoch += 1
+    web_sessions.end_all(session, web_sessions.CONSOLE, account.id, now)
+
+
 def _totp_context(account: AdminAccount) -> str:
     return f"admin-totp:{account.id}"
 
@@ -145,7 +153,7 @@ def set_totp(session: Session, master_key: MasterKey, account: AdminAccount, sec
                           "the code your app shows now")
         account.totp_last_step = step
     account.totp_sealed = master_key.seal(secret.encode("ascii"), _totp_context(account))
-    account.session_epoch += 1
+    _end_all_sessions(session, account, now)
     record(session, now, "admin.totp-enabled", account.address, tenant_id=account.tenant_id,
            actor=actor)
 
@@ -154,7 +162,7 @@ def reset_totp(session: Session, account: AdminAccount, now: datetime, actor: st
     """Remove the second factor (lost phone): the account must enrol anew at its next
     sign-in. Only another administrator may do this; every session of the account ends."""
     account.totp_sealed, account.totp_last_step = None, None
-    account.session_epoch += 1
+    _end_all_sessions(session, account, now)
     record(session, now, "admin.totp-reset", account.address, tenant_id=account.tenant_id,
            actor=actor)
 
@@ -184,14 +192,14 @@ def change_password(session: Session, account: AdminAccount, current: str, new: 
         raise Refused("the current password is wrong")
     check_password(new, account.address)
     account.password_hash = hash_password(new)
-    account.session_epoch += 1
+    _end_all_sessions(session, account, now)
     record(session, now, "admin.password-changed", account.address,
            tenant_id=account.tenant_id, actor=account.address)
 
 
 def end_sessions(session: Session, account: AdminAccount, now: datetime) -> None:
     """"Sign out everywhere": every console session of the account ends."""
-    account.session_epoch += 1
+    _end_all_sessions(session, account, now)
     record(session, now, "admin.signed-out-everywhere", account.address,
            tenant_id=account.tenant_id, actor=account.address)
 

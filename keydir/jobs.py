@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from keydir import bulk, domains, issuance, mailbox, revocation
+from keydir import bulk, domains, issuance, mailbox, revocation, web_sessions
 from keydir.directory_import import run as directory_import
 from keydir.service import Directory
 
@@ -38,7 +38,9 @@ def _revocation(directory: Directory, session: Session, now: datetime) -> str:
 
 def _portal_retention(directory: Directory, session: Session, now: datetime) -> str:
     deleted = mailbox.delete_expired(session, now)
-    return f"{deleted} portal message(s) past their retention deleted"
+    forgotten = web_sessions.forget_old(session, now)
+    return (f"{deleted} portal message(s) past their retention deleted, {forgotten} "
+            "ended session(s) forgotten")
 
 
 def _directory_import(directory: Directory, session: Session, now: datetime) -> str:

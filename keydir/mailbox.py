@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, undefer
 
 import smime
 from keydir import branding as brands
-from keydir import certificates, mailbox_outbox, portal_notice
+from keydir import certificates, mailbox_outbox, portal_notice, web_sessions
 from keydir.errors import Refused
 from keydir.events import record
 from keydir.mailbox_errors import (
@@ -395,7 +395,7 @@ def set_password(session: Session, account: PortalAccount, password: str,
     account.password_hash = hash_password(password)
     account.registered_at = account.registered_at or now
     account.failed_logins, account.locked_until = 0, None
-    account.session_epoch += 1
+    _end_all_sessions(session, account, now)
 
 
 def authenticate(session: Session, address: str, password: str, now: datetime,
@@ -506,8 +506,15 @@ def reset_password(session: Session, token: str, password: str,
     return account
 
 
-def log_out_everywhere(session: Session, account: PortalAccount) -> None:
+def log_out_everywhere(session: Session, account: PortalAccount, now: datetime) -> None:
+    _end_all_sessions(session, account, now)
+
+
+def _end_all_sessions(session: Session, account: PortalAccount, now: datetime) -> None:
+    """Every portal session of the account ends: a new epoch (checked on every request)
+    and the session rows closed."""
     account.session_epoch += 1
+    web_sessions.end_all(session, web_sessions.PORTAL, account.id, now)
 
 
 # --- TOTP ------------------------------------------------------------------------------

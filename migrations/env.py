@@ -16,6 +16,7 @@ from keydir import (  # noqa: F401
     job_models,
     mailbox_models,
     usage_models,
+    web_session_models,
 )
 from keydir.directory_import import models as directory_import_models  # noqa: F401
 from keydir.models import Base

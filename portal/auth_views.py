@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import format_datetime
 from flask_babel import gettext as _
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from keydir import mailbox
+from keydir import mailbox, web_sessions
 from keydir.mailbox_models import PortalAccount
 from keydir.models import Tenant
 from portal import context, i18n, refusals
@@ -24,6 +24,9 @@ from portal.forms import ActionForm, CodeForm, LoginForm, RegisterForm, ResetReq
 
 auth = Blueprint("portal_auth", __name__, url_prefix="/portal")
 
+# How long a sign-in without "stay signed in" is valid at most (the browser usually ends
+# it sooner, when it closes).
+BROWSER_SESSION = timedelta(hours=24)
 PENDING = "portal_pending"  # password accepted, second step (TOTP) outstanding
 PENDING_FOR = timedelta(minutes=5)
 MAX_CODE_TRIES = 5
@@ -52,7 +55,10 @@ def _finish_login(account_id: int, remember: bool, target: str | None) -> Respon
         if account is None:
             return redirect(url_for("portal_auth.login"))
         days = mailbox.policy(db, account.tenant_id).stay_signed_in_days
-        user = context.PortalUser.of(account)
+        lifetime = timedelta(days=days) if remember else BROWSER_SESSION
+        sid = web_sessions.open_session(db, web_sessions.PORTAL, account.id, context.now(),
+                                        lifetime)
+        user = context.PortalUser.of(account, sid)
     session.clear()  # session fixation: the signed-in session shares nothing with before
     login_user(user, remember=remember, duration=timedelta(days=days))
     return redirect(safe_next(target))
@@ -140,6 +146,10 @@ def language(code: str) -> Response:
 def logout() -> Response:
     form = ActionForm()
     if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if isinstance(user, context.PortalUser):
+            with context.transaction() as db:
+                web_sessions.end(db, user.sid, context.now())
         logout_user()
         session.clear()
         flash(_("You are signed out."), "info")

@@ -16,7 +16,7 @@ from flask_login import UserMixin, current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keydir import branding, mailbox
+from keydir import branding, mailbox, web_sessions
 from keydir.mailbox_models import PortalAccount
 from keydir.models import Tenant
 from keydir.secrets import MasterKey
@@ -55,31 +55,34 @@ def transaction() -> Iterator[Session]:
 class PortalUser(UserMixin):  # type: ignore[misc]  # Flask-Login ships no type hints
     """The signed-in recipient, as Flask-Login carries it from request to request.
 
-    The id includes the account's session epoch: "log out everywhere" and a password
-    change bump the epoch, and every session or remember-me cookie naming the old one
-    stops loading a user.
+    The id names the account, its session epoch and this browser's session
+    (keydir.web_sessions): signing out ends the session in the database, so a copy of
+    the cookie dies with it; "log out everywhere" and a password change bump the epoch
+    and end every session of the account.
     """
 
     account_id: int
     epoch: int
+    sid: str
     tenant_id: int
     address: str
     language: str | None
     has_totp: bool
 
     def get_id(self) -> str:
-        return f"{self.account_id}:{self.epoch}"
+        return f"{self.account_id}:{self.epoch}:{self.sid}"
 
     @classmethod
-    def of(cls, account: PortalAccount) -> PortalUser:
-        return cls(account.id, account.session_epoch, account.tenant_id, account.address,
+    def of(cls, account: PortalAccount, sid: str) -> PortalUser:
+        return cls(account.id, account.session_epoch, sid, account.tenant_id, account.address,
                    account.language, account.totp_secret_sealed is not None)
 
 
 def load_user(user_id: str) -> PortalUser | None:
-    """Flask-Login's user loader: the account, if the id's epoch is still the current one."""
-    account_id, _, epoch = user_id.partition(":")
-    if not (account_id.isdigit() and epoch.lstrip("-").isdigit()):
+    """Flask-Login's user loader: the account, if the id's epoch is still the current one
+    and its session has not ended."""
+    account_id, epoch, sid = [*user_id.split(":", 2), "", ""][:3]
+    if not (account_id.isdigit() and epoch.lstrip("-").isdigit() and sid):
         return None
     with transaction() as session:
         account = session.get(PortalAccount, int(account_id))
@@ -87,7 +90,9 @@ def load_user(user_id: str) -> PortalUser | None:
             return None
         if account.session_epoch != int(epoch):
             return None
-        return PortalUser.of(account)
+        if not web_sessions.is_live(session, web_sessions.PORTAL, account.id, sid, now()):
+            return None
+        return PortalUser.of(account, sid)
 
 
 def signed_in() -> PortalUser:

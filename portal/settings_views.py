@@ -7,9 +7,9 @@ from flask_babel import gettext as _
 from flask_login import login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from keydir import mailbox
+from keydir import mailbox, web_sessions
 from keydir.models import Certificate
-from portal import context, refusals
+from portal import auth_views, context, refusals
 from portal.forms import (
     ActionForm,
     CertificateForm,
@@ -64,9 +64,10 @@ def language() -> str | Response:
 
 
 def _relogin() -> None:
-    """Load the account afresh into this session (its language or epoch changed)."""
+    """Load the account afresh into this session (its language changed)."""
+    sid = context.signed_in().sid
     with context.transaction() as db:
-        user = context.PortalUser.of(context.account(db))
+        user = context.PortalUser.of(context.account(db), sid)
     login_user(user)
 
 
@@ -84,7 +85,10 @@ def password() -> str | Response:
             mailbox.authenticate(db, account.address, form.current.data or "",
                                  context.now(), account.tenant_id)
             mailbox.set_password(db, account, form.password.data or "", context.now())
-            user = context.PortalUser.of(account)
+            # Every session ended with the new password; this browser goes on in a new one.
+            sid = web_sessions.open_session(db, web_sessions.PORTAL, account.id,
+                                            context.now(), auth_views.BROWSER_SESSION)
+            user = context.PortalUser.of(account, sid)
         except mailbox.AccountLocked as locked:
             form.current.errors = [*form.current.errors, str(locked)]
         except mailbox.LoginFailed:
@@ -153,7 +157,7 @@ def totp_off() -> str | Response:
 def logout_everywhere() -> Response:
     if ActionForm().validate_on_submit():
         with context.transaction() as db:
-            mailbox.log_out_everywhere(db, context.account(db))
+            mailbox.log_out_everywhere(db, context.account(db), context.now())
         logout_user()
         session.clear()
         flash(_("You are signed out on all devices, this one included."), "success")

@@ -371,7 +371,7 @@ def test_totp_and_log_out_everywhere(directory, tenant_id):
         assert not mailbox.verify_totp(directory.master_key, eve, code, NOW + timedelta(hours=1))
         assert mailbox.totp_uri(eve, secret, "ACME").startswith("otpauth://totp/")
         epoch = eve.session_epoch
-        mailbox.log_out_everywhere(session, eve)
+        mailbox.log_out_everywhere(session, eve, NOW)
         assert eve.session_epoch == epoch + 1
         mailbox.disable_totp(session, eve)
         assert not eve.has_totp

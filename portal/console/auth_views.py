@@ -46,7 +46,7 @@ def login() -> str | Response:
             if account is not None:
                 account_id, has_totp = account.id, account.totp_sealed is not None
                 if not has_totp:
-                    core.start_session(account, core.now())
+                    core.start_session(db, account, core.now())
         if account_id is None:
             flash(_("The e-mail address or the password is wrong, or the account is locked "
                     "for a quarter of an hour after five wrong passwords."), "error")
@@ -54,7 +54,8 @@ def login() -> str | Response:
             flash(_("Set up two-step sign-in now: the console requires it."), "info")
             return redirect(url_for("console_auth.totp_setup"))
         else:
-            core.end_session()
+            with core.transaction() as db:
+                core.end_session(db, core.now())
             session[PENDING] = {"id": account_id, "tries": 0, "at": core.now().timestamp()}
             return redirect(url_for("console_auth.code"))
     return render_template("console/login.html", form=form)
@@ -76,7 +77,7 @@ def code() -> str | Response:
                 core.master_key(), account, form.code.data or "", core.now())
             if ok and account is not None:
                 session.pop(PENDING, None)
-                core.start_session(account, core.now())
+                core.start_session(db, account, core.now())
         if ok:
             return _after_sign_in()
         pending["tries"] = int(pending.get("tries", 0)) + 1
@@ -117,7 +118,7 @@ def totp_setup() -> str | Response:
                     "code your app shows now.")]
             else:
                 done = True
-                core.start_session(account, core.now())  # the new epoch
+                core.start_session(db, account, core.now())  # the new epoch
         if done:
             session.pop(TOTP_SETUP, None)
             flash(_("Two-step sign-in is on."), "success")
@@ -132,16 +133,11 @@ def totp_setup() -> str | Response:
 
 @auth.post("/logout")
 def logout() -> Response:
-    """Signing out ends every session of the account: the session lives in a signed
-    cookie, and only a new epoch makes a copy of that cookie (a proxy's log, a stolen
-    backup) worthless too."""
-    who = core.admin_or_none()
-    if who is not None:
-        with core.transaction() as db:
-            row = db.get(AdminAccount, who.id)
-            if row is not None:
-                admins.end_sessions(db, row, core.now())
-    core.end_session()
+    """This session ends, in the database too: a copy of its cookie (a proxy's log, a
+    stolen backup) is worthless from now on. Other browsers stay signed in ("sign out
+    everywhere" on the account page ends them)."""
+    with core.transaction() as db:
+        core.end_session(db, core.now())
     flash(_("You are signed out."), "info")
     return redirect(url_for("console_auth.login"))
 
@@ -166,7 +162,7 @@ def account() -> str | Response:
                                        _("The current password is wrong.")]
             else:
                 changed = True
-                core.start_session(row, core.now())
+                core.start_session(db, row, core.now())
         if changed:
             flash(_("Your new password is set; other sessions are signed out."), "success")
             return redirect(url_for("console_auth.account"))
@@ -181,7 +177,7 @@ def end_other_sessions() -> Response:
         row = db.get(AdminAccount, who.id)
         assert row is not None
         admins.end_sessions(db, row, core.now())
-        core.start_session(row, core.now())
+        core.start_session(db, row, core.now())
     flash(_("Every other session of your account is signed out."), "success")
     return redirect(url_for("console_auth.account"))
 

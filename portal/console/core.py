@@ -27,6 +27,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 from wtforms import SubmitField
 
+from keydir import web_sessions
 from keydir.admin_models import OPERATOR, AdminAccount
 from keydir.models import Tenant
 from keydir.secrets import MasterKey
@@ -77,17 +78,31 @@ class Admin:
                    account.totp_sealed is not None)
 
 
-def start_session(account: AdminAccount, at: datetime) -> None:
-    """Sign in: only the console's own keys change, the portal's sign-in stays."""
+def start_session(db: Session, account: AdminAccount, at: datetime) -> None:
+    """Sign in: a new revocable session (keydir.web_sessions); only the console's own
+    cookie keys change, the portal's sign-in stays."""
+    previous = session.get(SESSION_KEY)
+    if isinstance(previous, dict) and previous.get("sid"):
+        web_sessions.end(db, str(previous["sid"]), at)  # the one this browser had
     for key in (SESSION_KEY, TENANT_KEY):
         session.pop(key, None)
-    session[SESSION_KEY] = {"id": account.id, "epoch": account.session_epoch,
+    sid = web_sessions.open_session(db, web_sessions.CONSOLE, account.id, at, LIFETIME)
+    session[SESSION_KEY] = {"id": account.id, "epoch": account.session_epoch, "sid": sid,
                             "since": at.timestamp(), "seen": at.timestamp()}
 
 
-def end_session() -> None:
+def end_session(db: Session | None = None, at: datetime | None = None) -> None:
+    """Sign out: this session ends in the database too (a copied cookie dies with it)."""
+    data = session.get(SESSION_KEY)
+    if db is not None and at is not None and isinstance(data, dict) and data.get("sid"):
+        web_sessions.end(db, str(data["sid"]), at)
     for key in (SESSION_KEY, TENANT_KEY):
         session.pop(key, None)
+
+
+def current_session_id() -> str | None:
+    data = session.get(SESSION_KEY)
+    return str(data["sid"]) if isinstance(data, dict) and data.get("sid") else None
 
 
 def load_admin(db: Session, at: datetime) -> Admin | None:
@@ -98,16 +113,18 @@ def load_admin(db: Session, at: datetime) -> Admin | None:
     try:
         account_id, epoch = int(data["id"]), int(data["epoch"])
         since, seen = float(data["since"]), float(data["seen"])
+        sid = str(data["sid"])
     except (KeyError, TypeError, ValueError):
         end_session()
         return None
     stamp = at.timestamp()
     if stamp - seen > IDLE.total_seconds() or stamp - since > LIFETIME.total_seconds():
-        end_session()
+        end_session(db, at)
         return None
     account = db.get(AdminAccount, account_id)
     if account is None or account.session_epoch != epoch or \
-            (account.locked_until is not None and account.locked_until > at):
+            (account.locked_until is not None and account.locked_until > at) or \
+            not web_sessions.is_live(db, web_sessions.CONSOLE, account_id, sid, at):
         end_session()
         return None
     # Written back at most once a minute: every request need not re-sign the cookie.
