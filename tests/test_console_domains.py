@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
-from keydir import connector_admin, domain_admin, domains, issuance, tenancy
+from keydir import connector_admin, dkim_keys, domain_admin, domains, issuance, tenancy
 from keydir.errors import Conflict, Refused
 from keydir.models import Event
 from keydir.service import Directory, initialise
@@ -488,3 +488,28 @@ def test_the_page_names_the_txt_record_as_the_cli_does(console):
     token = the_domain(console, "acme.example").verification_token
     assert re.search(r'_sealgate\.acme\.example\. IN TXT "sealgate-verification='
                      + token + '"', body)
+
+
+# --- DKIM ------------------------------------------------------------------------------------
+
+
+def test_a_dkim_key_is_made_shown_and_stopped_from_the_domain_page(console):
+    client = console.sign_in(ACME_ADMIN)
+    path = "/console/domains/acme.example"
+    assert "No key: the gateway does not DKIM-sign" in page(client, path)
+    made = post(client, f"{path}/dkim", {"selector": "mail2026"}, page=path)
+    assert made.status_code == 302
+    body = page(client, path)
+    assert "mail2026._domainkey.acme.example" in body and "v=DKIM1; k=rsa; p=" in body
+    with console.directory.transaction() as session:
+        assert dkim_keys.signer_for(session, console.directory.master_key, "acme.example",
+                                    console.tenant_ids["acme"]).selector == "mail2026"
+    bad = post(client, f"{path}/dkim", {"selector": "no good!"}, page=path,
+               follow_redirects=True)
+    assert "No key was made" in bad.get_data(as_text=True)
+    assert post(client, f"{path}/dkim/off", {}, page=path).status_code == 302
+    assert "No key: the gateway does not DKIM-sign" in page(client, path)
+    assert [e.actor for e in events(console, "dkim.key-created")] == [ACME_ADMIN]
+    # Another tenant's domain: not found, nothing made.
+    assert post(client, "/console/domains/globex.example/dkim", {}, page=path).status_code \
+        == 404

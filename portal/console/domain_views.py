@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from keydir import connector_admin, domain_admin, domains, tenancy
+from keydir import connector_admin, dkim_keys, domain_admin, domains, tenancy
 from keydir.errors import DirectoryError, Refused
 from keydir.models import Domain, Tenant
 from portal.console import connector_views, core
@@ -173,12 +173,15 @@ def _domain_page(name: str, next_hop_form: NextHopForm | None = None,
         record_name, record_value = domains.txt_record(domain, config.domains.txt_prefix)
         users = domain_admin.user_count(db, domain)
         smimea = domain_admin.smimea_lines(db, domain, at)
+        dkim = [(key, *dkim_keys.dns_record(db, key)) for key, _d in
+                dkim_keys.list_keys(db, domain.tenant_id) if key.domain_id == domain.id]
         if next_hop_form is None:
             next_hop_form = NextHopForm(formdata=None, next_hop=domain.next_hop)
     return render_template(
         "console/domain.html", active="domains", domain=row, record_name=record_name,
         record_value=record_value, prefix=config.domains.txt_prefix,
         revalidate_days=config.domains.revalidate_days, users=users, smimea=smimea,
+        dkim=dkim,
         next_hop_form=next_hop_form, action_form=core.ActionForm(),
         state_classes=STATE_CLASSES, next_hop_hint=NEXT_HOP_HINT), status
 
@@ -203,6 +206,38 @@ def check_domain(name: str) -> Response:
         flash(_("Not validated yet: %(detail)s. Check the record at your DNS provider; new "
                 "records can take a while to appear, then check again.",
                 detail=result.detail), "error")
+    return redirect(url_for("console_domains.show_domain", name=name))
+
+
+@domains_bp.post("/domains/<name>/dkim")
+def create_dkim_key(name: str) -> Response:
+    """A new DKIM key for the domain (it signs from now on: publish its record at once)."""
+    selector = (request.form.get("selector") or "").strip()
+    try:
+        with core.transaction() as db:
+            domain = _find(db, name)
+            row = dkim_keys.create_key(db, core.master_key(), domain.name, core.now(),
+                                       selector=selector, actor=core.actor())
+            name, record = domain.name, dkim_keys.dns_record(db, row)[0]
+    except DirectoryError as error:
+        flash(_("No key was made: %(error)s", error=str(error)), "error")
+        return redirect(url_for("console_domains.show_domain", name=name))
+    flash(_("A new DKIM key signs the mail of %(name)s from now on. Publish its TXT record "
+            "%(record)s now.", name=name, record=record), "success")
+    return redirect(url_for("console_domains.show_domain", name=name))
+
+
+@domains_bp.post("/domains/<name>/dkim/off")
+def disable_dkim(name: str) -> Response:
+    with core.transaction() as db:
+        domain = _find(db, name)
+        try:
+            dkim_keys.disable(db, domain.name, core.now(), actor=core.actor())
+        except DirectoryError as error:
+            flash(str(error), "error")
+        else:
+            flash(_("DKIM signing for %(name)s is off.", name=domain.name), "success")
+        name = domain.name
     return redirect(url_for("console_domains.show_domain", name=name))
 
 
