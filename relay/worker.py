@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from keydir.service import Directory
@@ -65,6 +66,27 @@ class Attempt:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """The database is away (connection lost, refused, locked, disk full), not the message.
+
+    Such a failure must not park a message: parking needs the database too, and if it
+    came back just then, a mail would wait for a person because of a network blip. The
+    message's lease runs out instead and it is taken up again.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _duration(span: timedelta) -> str:
+    """``5 days``, ``2 hours`` or ``30 minutes``: the DSN tells people how long we tried."""
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        count = int(span.total_seconds() // length)
+        if count:
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return f"{int(span.total_seconds())} seconds"
 
 
 class Wake(Protocol):
@@ -135,6 +157,8 @@ class Worker:
                     with session.begin():
                         due, later = self._process_all(session, pending)
                 except Exception as exc:
+                    if storage_unavailable(exc):
+                        raise  # every message of the batch stays queued (see above)
                     if len(pending) == 1:  # a bug, not a mail problem: park it, keep it
                         logger.exception("message %s parked", pending[0].id)
                         self._park(pending[0].id, exc)
@@ -190,12 +214,18 @@ class Worker:
                 try:
                     outcomes.append((entry, self._attempt(session, entry)))
                 except Exception as exc:  # a bug, not a mail problem: park this one
+                    if storage_unavailable(exc):
+                        raise  # the database, not the message (see storage_unavailable)
                     logger.exception("message %s parked", entry.id)
                     outcomes.append((entry, exc))
         try:
             with session.begin():
                 self._record(session.connection(), outcomes)
-        except Exception:
+        except Exception as exc:
+            if storage_unavailable(exc):
+                # Sent but not recorded: sent again once the lease runs out (a duplicate
+                # the receiver may see, never a loss).
+                raise
             # Rolled back; each result in a transaction of its own, so that one that cannot
             # be recorded parks only its message. (Nothing is sent again.)
             logger.warning("recording a batch's delivery results failed: one by one",
@@ -329,7 +359,7 @@ class Worker:
                      f"{hosts[0][0] if hosts else '?'}")
         failed = dict(result.permanent)
         if result.temporary and now - row.created_at >= self.max_age:
-            failed.update({r: f"gave up after {self.max_age.days} days: {reason}"
+            failed.update({r: f"gave up after {_duration(self.max_age)}: {reason}"
                            for r, reason in result.temporary.items()})
             result.temporary = {}
         bounces: list[NewRow] = []
