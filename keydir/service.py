@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keydir import db
 from keydir.ca.base import CABackend
+from keydir.ca.bounded import BoundedBackend
 from keydir.ca.internal import CA_CERT, CA_DIR, InternalCA
 from keydir.config import Config
 from keydir.errors import DirectoryError
@@ -51,7 +52,8 @@ def backend_for(config: Config, internal: InternalCA, master_key: MasterKey) -> 
         from keydir.ca.acme import AcmeBackend
 
         # Its account key lives sealed in the data directory, next to the internal CA's.
-        return AcmeBackend.from_config(config, master_key)
+        # An outside CA gets a time limit: a first mail never waits on it for long.
+        return BoundedBackend(AcmeBackend.from_config(config, master_key))
     raise DirectoryError(f"unknown CA backend {name!r} in [ca] backend: use 'internal' or "
                          "'acme' (vendor MPKIs: see keydir/ca/base.py)")
 
