@@ -22,11 +22,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    TLSSetupException,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from keydir.service import Directory
@@ -51,6 +61,26 @@ def parse_networks(entries: Sequence[str]) -> list[ipaddress.IPv4Network | ipadd
     return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def unusable_address(address: str) -> bool:
+    """Control characters, or bytes that were not UTF-8 (aiosmtpd hands those on as
+    surrogates): no database stores them, no next hop would take them."""
+    if _CONTROL.search(address):
+        return True
+    if address.isascii():
+        return False
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_BAD_RECIPIENT = "553 5.1.3 The recipient address is not valid (control characters or not UTF-8)"
+
+
 class _QueueingHandler:
     direction: Direction
 
@@ -62,6 +92,29 @@ class _QueueingHandler:
         self.cache = LookupCache(directory.config.relay.lookup_cache_seconds)
         # Messages received together in several sessions are committed together.
         self.received: GroupCommit[dict[str, Any]] = GroupCommit(self._store)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """An exception in a command: never shown to the client (aiosmtpd's default answer
+        would echo it). aiosmtpd's own address parser fails on some malformed addresses
+        (``MAIL FROM:<``): that is the client's syntax error. Anything else is our bug:
+        logged, and the client keeps its message and tries again later."""
+        if isinstance(error, TLSSetupException):  # the client broke off its handshake
+            log.info("TLS handshake with a client failed: %r", error.__cause__)
+            return "421 4.7.0 TLS handshake failed, closing the connection"
+        frames = traceback.extract_tb(error.__traceback__)
+        if any(frame.name == "_getaddr" for frame in frames):
+            log.warning("unparseable address from a client: %r", error)
+            return "501 5.5.4 Syntax error in the address"
+        log.error("unexpected error in an SMTP session", exc_info=error)
+        return "451 4.3.0 Local error in processing, please try again later"
+
+    async def handle_MAIL(self, server: SMTP, session: Session,
+                          envelope: Envelope, address: str, mail_options: list[str]) -> str:
+        if unusable_address(address):
+            return "553 5.1.7 The sender address is not valid (control characters or not UTF-8)"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
 
     def _store(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         with self.directory.engine.begin() as connection:  # committed before the 250s
@@ -199,6 +252,8 @@ class OutboundHandler(_QueueingHandler):
             kind, tenant_id, require_tls = await self._bind(session)
         except (SQLAlchemyError, OSError):
             return "451 4.3.0 The directory is not available right now, please try again"
+        if unusable_address(address):
+            return "553 5.1.7 The sender address is not valid (control characters or not UTF-8)"
         if kind == "none":
             log.warning("refused outbound relay from %s", session.peer)
             return ("550 5.7.1 Relaying denied: this client is not an authorised mail server "
@@ -228,6 +283,8 @@ class OutboundHandler(_QueueingHandler):
 
     async def handle_RCPT(self, server: SMTP, session: Session,
                           envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+        if unusable_address(address):
+            return _BAD_RECIPIENT
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient OK"
@@ -240,6 +297,8 @@ class InboundHandler(_QueueingHandler):
 
     async def handle_RCPT(self, server: SMTP, session: Session,
                           envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+        if unusable_address(address):
+            return _BAD_RECIPIENT
         try:
             hosted, _, tenant_id = await self._domain(address)
         except (SQLAlchemyError, OSError):
