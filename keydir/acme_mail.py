@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import base64
 import email
+import email.errors
 import email.header
 import email.message
+import email.parser
 import email.utils
 import hashlib
 import re
@@ -59,7 +61,7 @@ def _header(message: email.message.Message, name: str) -> str:
         return ""
     try:
         return str(email.header.make_header(email.header.decode_header(str(raw)))).strip()
-    except (ValueError, LookupError):
+    except (ValueError, LookupError, email.errors.HeaderParseError):  # broken encoded-words
         return str(raw).strip()
 
 
@@ -74,7 +76,9 @@ def _single_address(message: email.message.Message, name: str) -> str | None:
 
 def parse_challenge(message: bytes) -> EmailChallenge | None:
     """The challenge this mail carries, or None when it is not an RFC 8823 challenge."""
-    parsed = email.message_from_bytes(message)  # compat32: lenient, never raises on access
+    # The header alone (compat32: lenient, never raises on access): a challenge is told by
+    # its header fields, and parsing the body of a deeply nested mail would recurse.
+    parsed = email.parser.BytesParser().parsebytes(message, headersonly=True)
     match = _SUBJECT.match(_header(parsed, "Subject"))
     if match is None:
         return None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlparse
 
+from cryptography import x509
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -177,11 +178,16 @@ def _carries_calendar_or_tnef(data: bytes) -> bool:
     lowered = data.lower()
     if not any(t.encode() in lowered for t in _PASS_TYPES) and b"winmail.dat" not in lowered:
         return False  # the common case, decided without parsing
-    message = email.message_from_bytes(data)
-    for part in message.walk():
-        if part.get_content_type() in _PASS_TYPES or (part.get_filename() or "").lower() == (
-                "winmail.dat"):
-            return True
+    try:
+        message = email.message_from_bytes(data)
+        for part in message.walk():
+            if part.get_content_type() in _PASS_TYPES or (
+                    part.get_filename() or "").lower() == "winmail.dat":
+                return True
+    except RecursionError:
+        # Nested deeper than the email package can parse (hostile, not a real client's
+        # invitation): it names such a part, so it passes unchanged like one.
+        return True
     return False
 
 
@@ -466,6 +472,15 @@ class UnwrapStep:
                             f"{layer.decrypted.key_transport})")
             elif isinstance(layer, smime.SignatureLayer):
                 verdict = layer.verdict
+                revoked = _revoked_signer(job, anchors, verdict)
+                if revoked is not None:
+                    # The CA withdrew the certificate: the signature proves nothing, and
+                    # the certificate must not be learned for encrypting replies.
+                    results.append(f"smime=fail (signature revoked) "
+                                   f"smime.smime-identifier={sender}")
+                    job.log(f"signature revoked: the signer's certificate (serial {revoked}) "
+                            "is revoked by its CA; nothing learned")
+                    continue
                 results.append(_result(verdict, sender))
                 job.log(f"signature {verdict.status.value}"
                         + (f": {verdict.reason}" if verdict.reason else ""))
@@ -484,6 +499,26 @@ class UnwrapStep:
                       + ";\r\n\t".join(results) + "\r\n").encode()
             data = header + data
         job.data = data
+
+
+def _revoked_signer(job: Job, anchors: Sequence[x509.Certificate],
+                    verdict: smime.Verdict) -> str | None:
+    """The serial (hex) of a valid signature's certificate its CA revoked, else None.
+
+    Asked by OCSP/CRL under the [revocation] policy, answers cached; a responder that
+    cannot be reached leaves the verdict as it is (the same soft-fail as for encryption).
+    """
+    if not verdict.valid or not job.directory.config.revocation.check:
+        return None
+    for signer in verdict.signers:
+        if signer.certificate is None:
+            continue
+        # The verified chain's intermediates may have issued it, not only the anchors.
+        check = revocation.checker(job.session, [*signer.chain[1:], *anchors],
+                                   job.directory.config, job.now)
+        if check(signer.certificate) == revocation.REVOKED:
+            return f"{signer.certificate.serial_number:x}"
+    return None
 
 
 def _result(verdict: smime.Verdict, sender: str) -> str:
