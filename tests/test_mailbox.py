@@ -498,3 +498,15 @@ def test_listing_a_folder_never_loads_the_sealed_bodies(directory, tenant_id):
                        for statement in statements) == 1
     finally:
         event.remove(directory.engine, "before_cursor_execute", seen)
+
+
+def test_the_portal_reads_only_the_fields_it_shows_each_cut_short():
+    fold = b"\r\n " + b"y" * 75
+    data = (b"From: Alice <alice@example.com>\r\nX-Junk: " + b"z" * 50_000 +
+            b"\r\nTo: bob@partner.example,\r\n carol@x.example\r\nSubject: big" +
+            fold * 50_000 + b"\r\nMessage-ID: <m@example.com>\r\n\r\nbody\r\n")
+    headers = mailbox._read_headers(data, "fallback@example.com")
+    assert headers.sender == "alice@example.com"
+    assert headers.to == ["bob@partner.example", "carol@x.example"]
+    assert headers.message_id == "<m@example.com>"
+    assert headers.subject.startswith("big yyy") and len(headers.subject) <= mailbox.MAX_FIELD
