@@ -4,11 +4,13 @@ The gateway (its real listeners, group commit and worker loop) reaches PostgreSQ
 a proxy that the test cuts: every connection is closed and new ones are refused, as when
 the database server crashes or fails over. Two clients keep sending, each like a real
 MTA: a message without a ``250`` is kept and tried again. The outage here lasts
-``OUTAGE`` seconds to keep the suite short; docs/reliability.md has the 30 s figure.
+``OUTAGE`` seconds to keep the suite short; docs/reliability.md has the 30 s figure
+(``SEALGATE_DB_OUTAGE_SECONDS=30 python -m pytest -s tests/test_db_outage.py``).
 """
 
 from __future__ import annotations
 
+import os
 import smtplib
 import threading
 import time
@@ -27,7 +29,8 @@ from tests.keydir_fixtures import both_databases
 from tests.tcp_proxy import CuttableProxy
 from tests.test_relay_flow import Gateway
 
-OUTAGE = 8.0  # seconds
+# Seconds; the issue's 30 s: SEALGATE_DB_OUTAGE_SECONDS=30 (the figure in the doc).
+OUTAGE = float(os.environ.get("SEALGATE_DB_OUTAGE_SECONDS", "8"))
 SENDERS = 2
 PACE = 0.1  # seconds between a sender's messages: a load the one worker keeps up with
 
@@ -156,7 +159,9 @@ def test_database_outage_under_load_answers_4xx_and_loses_nothing(tmp_path, data
     counts = delivered_counts(gw)
     lost = accepted - set(counts)
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"\naccepted {len(accepted)} ({before} before the outage), answers during the "
+    back = min((a.at for a in answers if a.code == 250 and a.at > restored_at), default=0.0)
+    print(f"\noutage {OUTAGE:g} s: first 250 {back - restored_at:.1f} s after the restore; "
+          f"accepted {len(accepted)} ({before} before the outage), answers during the "
           f"outage {len(during)} ({sorted({a.code for a in during})}), lost {len(lost)}, "
           f"duplicates {duplicates}, connections refused {proxy.refused}")
     assert before > 0 and during, "the load did not run through the outage"
