@@ -58,6 +58,9 @@ class RelaySection:
     # How long the listeners remember a client's connector and a sender domain's
     # verification (changes made through this gateway apply at once; 0: never remember).
     lookup_cache_seconds: float = 5.0
+    # A message that cannot be delivered for this long is returned to its sender with a
+    # delivery status notification (RFC 3464); until then it is retried with back-off.
+    give_up_after_hours: int = 120
     # Failed SMTP AUTH attempts one client address may make within the window before
     # every further AUTH from it is answered 421 and the connection closed (0: no limit).
     auth_failure_limit: int = 10
@@ -107,6 +110,9 @@ class CaSection:
     rollover_days: int = 7  # issue the successor this many days before expiry
     acme_directory: str = ""  # ACME (RFC 8555/8823) directory URL
     acme_contact: str = ""  # mailto: contact for the ACME account
+    # An outside CA (ACME, vendor) that has not answered in this many seconds counts as a
+    # temporary failure: the mail goes on unsigned and the issuance job asks again later.
+    backend_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

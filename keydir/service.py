@@ -53,7 +53,8 @@ def backend_for(config: Config, internal: InternalCA, master_key: MasterKey) -> 
 
         # Its account key lives sealed in the data directory, next to the internal CA's.
         # An outside CA gets a time limit: a first mail never waits on it for long.
-        return BoundedBackend(AcmeBackend.from_config(config, master_key))
+        return BoundedBackend(AcmeBackend.from_config(config, master_key),
+                              timeout=config.ca.backend_timeout_seconds)
     raise DirectoryError(f"unknown CA backend {name!r} in [ca] backend: use 'internal' or "
                          "'acme' (vendor MPKIs: see keydir/ca/base.py)")
 

@@ -3,8 +3,9 @@
 A received message (``queued``) runs through its pipeline once; what comes out are
 copies (one per recipient set and route), each a queue row of its own in ``ready``.
 Ready and deferred rows are delivered; temporary failures are retried with back-off
-until ``max_age`` (5 days), then the sender gets a DSN. An unexpected error parks the
-message with the error for a person to look at: nothing is ever dropped silently.
+until ``max_age`` ([relay] give_up_after_hours, 5 days by default), then the sender
+gets a DSN. An unexpected error parks the message with the error for a person to look
+at: nothing is ever dropped silently.
 
 A worker claims due messages in batches (``BATCH``) and keeps their rows as plain values
 (``relay.queue.Entry``): the pipeline results of a batch are one transaction, its
@@ -46,7 +47,6 @@ from relay.queue import (
 
 logger = logging.getLogger("sealgate.relay.worker")
 Clock = Callable[[], datetime]
-MAX_AGE = timedelta(days=5)
 # Messages claimed and handled together: statements and commits are per batch.
 BATCH = 20
 # Pipeline work (seconds) after which a batch's results so far are committed and
@@ -99,13 +99,15 @@ class Wake(Protocol):
 
 class Worker:
     def __init__(self, directory: Directory, name: str = "worker", clock: Clock = _utc_now,
-                 max_age: timedelta = MAX_AGE, smtp_timeout: float = delivery.TIMEOUT,
+                 max_age: timedelta | None = None, smtp_timeout: float = delivery.TIMEOUT,
                  batch_seconds: float = BATCH_SECONDS) -> None:
         self.directory = directory
         self.batch_seconds = batch_seconds
         self.name = name
         self.clock = clock
-        self.max_age = max_age
+        # [relay] give_up_after_hours, unless a test passes its own.
+        self.max_age = max_age if max_age is not None else timedelta(
+            hours=directory.config.relay.give_up_after_hours)
         self.smtp_timeout = smtp_timeout
         self.connections = delivery.Connections()  # reused between messages
         self.lease = timedelta(seconds=directory.config.cluster.lease_seconds)
