@@ -66,6 +66,20 @@ def end_all(db: Session, kind: str, account_id: int, now: datetime,
     return int(db.execute(query.values(ended_at=now)).rowcount or 0)  # type: ignore[attr-defined]
 
 
+def end_one(db: Session, kind: str, account_id: int, id_hash: str, now: datetime) -> bool:
+    """End one of the account's own sessions, named by its hash (as listed)."""
+    ended = db.execute(update(WebSession).where(
+        WebSession.id_hash == id_hash, WebSession.kind == kind,
+        WebSession.account_id == account_id, WebSession.ended_at.is_(None))
+        .values(ended_at=now))
+    return bool(ended.rowcount)  # type: ignore[attr-defined]
+
+
+def hash_of(session_id: str) -> str:
+    """How the list names this browser's session."""
+    return _hash(session_id)
+
+
 def live_sessions(db: Session, kind: str, account_id: int, now: datetime) -> list[WebSession]:
     return list(db.scalars(select(WebSession).where(
         WebSession.kind == kind, WebSession.account_id == account_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import login_required, login_user, logout_user
 from werkzeug.wrappers import Response
@@ -34,6 +34,9 @@ def _page(**forms: object) -> str:
         has_totp = account.has_totp
         cert_info = None if certificate is None else {
             "fingerprint": certificate.fingerprint, "not_after": certificate.not_after}
+        devices = web_sessions.live_sessions(db, web_sessions.PORTAL, account.id,
+                                             context.now())
+    this_device = web_sessions.hash_of(context.signed_in().sid)
     language_form = forms.pop("language_form", None) or LanguageForm(language=language)
     return render_template(
         "portal/settings.html", language_form=language_form,
@@ -41,7 +44,8 @@ def _page(**forms: object) -> str:
         totp_off_form=forms.pop("totp_off_form", None) or TotpDisableForm(),
         everywhere_form=ActionForm(),
         certificate_form=forms.pop("certificate_form", None) or CertificateForm(),
-        has_totp=has_totp, certificate=cert_info, brand=context.load_brand())
+        has_totp=has_totp, certificate=cert_info, devices=devices, this_device=this_device,
+        brand=context.load_brand())
 
 
 @settings.get("")
@@ -162,6 +166,20 @@ def logout_everywhere() -> Response:
         session.clear()
         flash(_("You are signed out on all devices, this one included."), "success")
         return redirect(url_for("portal_auth.login"))
+    return redirect(url_for("portal_settings.page"))
+
+
+@settings.post("/sessions/<id_hash>/end")
+@login_required
+def end_device(id_hash: str) -> Response:
+    """Sign out one other device (its sessions listed under Devices)."""
+    if ActionForm().validate_on_submit():
+        with context.transaction() as db:
+            ended = web_sessions.end_one(db, web_sessions.PORTAL, context.signed_in().account_id,
+                                         id_hash, context.now())
+        if not ended:
+            abort(404)
+        flash(_("That device is signed out."), "success")
     return redirect(url_for("portal_settings.page"))
 
 

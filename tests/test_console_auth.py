@@ -234,3 +234,19 @@ def test_the_console_and_the_portal_keep_separate_sign_ins(console):
 def test_migration_0008_matches_the_models_and_goes_back_down(database_url):  # noqa: F811
     check_migration(database_url, "0007", {"bulk_operations", "admin_accounts", "queue"},
                     new_tables={"bulk_operations"})
+
+
+def test_the_account_page_lists_the_sessions_and_ends_one(console):
+    laptop = console.sign_in(ACME_ADMIN)
+    phone = console.sign_in(ACME_ADMIN)
+    page = laptop.get("/console/account").get_data(as_text=True)
+    assert page.count("/end\"") == 1 and "this browser" in page  # the phone's, and ours
+    ends = [part.split('"', 1)[0] for part in page.split('action="')[1:]
+            if part.split('"', 1)[0].endswith("/end")]
+    (path,) = ends
+    assert post(laptop, path, {}, page="/console/account").status_code == 302
+    assert phone.get("/console/").status_code == 302
+    assert laptop.get("/console/").status_code == 200
+    # Another administrator's session cannot be ended from here (nor learned).
+    other = console.sign_in(GLOBEX_ADMIN)
+    assert post(other, path, {}, page="/console/account").status_code == 404

@@ -513,3 +513,11 @@ def test_a_dkim_key_is_made_shown_and_stopped_from_the_domain_page(console):
     # Another tenant's domain: not found, nothing made.
     assert post(client, "/console/domains/globex.example/dkim", {}, page=path).status_code \
         == 404
+
+
+def test_a_confirmed_domain_keeps_its_dns_steps_folded_away(console):
+    client = console.sign_in(ACME_ADMIN)
+    body = page(client, "/console/domains/acme.example")  # confirmed by an operator
+    assert "No DNS record is needed" in body
+    folded = body.split('<details class="dns-optional">', 1)
+    assert len(folded) == 2 and "record-value" in folded[1].split("</details>", 1)[0]

@@ -167,3 +167,18 @@ def test_web_section_sets_the_portal_rate_limit(tmp_path):
             create_app({"TESTING": True, "SECRET_KEY": "t"}, directory=directory)
     finally:
         directory.close()
+
+
+def test_devices_are_listed_and_one_can_be_signed_out(portal):
+    laptop = _signed_in(portal)
+    phone = make_app(portal.directory).test_client()
+    assert login(phone, BOB).status_code == 302
+    page = laptop.get("/portal/settings").get_data(as_text=True)
+    assert page.count("Signed in since") == 2 and "this device" in page
+    (path,) = re.findall(r'action="(/portal/settings/sessions/[0-9a-f]+/end)"', page)
+    assert post_form(laptop, path, {}, page="/portal/settings").status_code == 302
+    assert phone.get("/portal/inbox").status_code == 302  # signed out
+    assert laptop.get("/portal/inbox").status_code == 200
+    # A made-up or foreign session id: not found.
+    assert post_form(laptop, "/portal/settings/sessions/" + "0" * 64 + "/end", {},
+                     page="/portal/settings").status_code == 404

@@ -4,11 +4,11 @@ switcher."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from keydir import admins
+from keydir import admins, web_sessions
 from keydir.admin_models import AdminAccount
 from keydir.errors import Refused
 from keydir.mailbox_errors import WeakPassword
@@ -166,8 +166,12 @@ def account() -> str | Response:
         if changed:
             flash(_("Your new password is set; other sessions are signed out."), "success")
             return redirect(url_for("console_auth.account"))
+    with core.transaction() as db:
+        sessions = web_sessions.live_sessions(db, web_sessions.CONSOLE, who.id, core.now())
+    this = core.current_session_id()
     return render_template("console/account.html", form=form, end_form=core.ActionForm(),
-                           active="account")
+                           active="account", sessions=sessions,
+                           this_session=web_sessions.hash_of(this) if this else "")
 
 
 @auth.post("/account/sessions")
@@ -179,6 +183,18 @@ def end_other_sessions() -> Response:
         admins.end_sessions(db, row, core.now())
         core.start_session(db, row, core.now())
     flash(_("Every other session of your account is signed out."), "success")
+    return redirect(url_for("console_auth.account"))
+
+
+@auth.post("/account/sessions/<id_hash>/end")
+def end_one_session(id_hash: str) -> Response:
+    """End one of the own sessions (a browser left signed in elsewhere)."""
+    who = core.admin()
+    with core.transaction() as db:
+        ended = web_sessions.end_one(db, web_sessions.CONSOLE, who.id, id_hash, core.now())
+    if not ended:
+        abort(404)
+    flash(_("That session is signed out."), "success")
     return redirect(url_for("console_auth.account"))
 
 
