@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import login_required, login_user, logout_user
 from werkzeug.wrappers import Response
@@ -30,7 +31,9 @@ def _page(**forms: object) -> str:
         account = context.account(db)
         certificate = db.get(Certificate, account.smime_certificate_id) \
             if account.smime_certificate_id else None
-        language = account.language or mailbox.policy(db, account.tenant_id).default_language
+        # Not chosen yet: the language these pages speak now (browser, else the tenant's).
+        language = account.language or str(get_locale() or "") or \
+            mailbox.policy(db, account.tenant_id).default_language
         has_totp = account.has_totp
         cert_info = None if certificate is None else {
             "fingerprint": certificate.fingerprint, "not_after": certificate.not_after}
