@@ -64,4 +64,6 @@ def message(sender: str = "alice@example.com", to: str = "bob@example.org",
                 b"\r\n" + body)
 
 
+# Headless Chromium and the screenshot folder, for the portal's and the console's tests.
+from tests.browser_helpers import browser, screenshots  # noqa: E402,F401 - fixtures
 from tests.keydir_fixtures import database_url, directory  # noqa: E402,F401 - fixtures

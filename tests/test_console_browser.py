@@ -8,30 +8,25 @@ docs/screenshots/ for the README; otherwise to the test's temporary directory).
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Page, expect
 
 from keydir import certificates, domains, tenancy, usage
 from keydir.service import Directory, initialise
 from keydir.usage_formats import to_csv
 from relay.models import Direction, QueuedMessage, State
+from tests.browser_helpers import served, shoot
 from tests.console_helpers import ACME_ADMIN, OPERATOR_ADDRESS, PASSWORD, Console, make_console
 from tests.dns_server import DnsServer
 from tests.keydir_fixtures import database_url, make_config  # noqa: F401
-from tests.smtp_sink import free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 # A month of traffic with a weekly rhythm, for an overview worth looking at.
 TREATMENTS = (("signed", ["signed by alice@acme.example (serial 1f)"], 9),
               ("encrypted", ["signed by alice@acme.example (serial 1f)",
@@ -78,35 +73,12 @@ def console(directory: Directory) -> Console:
 
 @pytest.fixture
 def console_url(console: Console) -> Iterator[str]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, console.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
-                                              args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    folder = DOCS_SCREENSHOTS if os.environ.get("SEALGATE_SCREENSHOTS") else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    with served(console.app) as url:
+        yield url
 
 
 def _shoot(page: Page, folder: Path, name: str, language: str) -> None:
-    path = folder / f"console-{language}-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000  # a real page, not a blank one
+    shoot(page, folder / f"console-{language}-{name}.png")
 
 
 TEXTS = {

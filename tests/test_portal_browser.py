@@ -12,27 +12,22 @@ directory, so an ordinary run leaves the working tree alone).
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Page, expect
 
 from keydir import mailbox, tenancy
 from relay.portal_outbox import submit_outgoing
+from tests.browser_helpers import served, shoot
 from tests.portal_helpers import PUBLIC_URL, mail, make_app, text_of
-from tests.smtp_sink import free_port
 from tests.test_relay_flow import Gateway
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PASSWORD = "Correct-Horse-42"
 BOB = "bob@partner.example"
 PDF = b"%PDF-1.4\n% the quarterly numbers\n"
@@ -52,22 +47,8 @@ def gateway(tmp_path: Path, database_url: str) -> Iterator[Gateway]:
 def portal_url(gateway: Gateway) -> Iterator[str]:
     """The real web app on a free port, on the gateway's database (its mails wait there)."""
     app = make_app(gateway.directory)
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
-                                              args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with served(app) as url:
+        yield url
 
 
 def _forced(subject: str, to: str = BOB) -> bytes:
@@ -148,17 +129,8 @@ def test_forced_mail_to_register_read_download_and_reply(gateway, portal_url, br
     assert b"Read in the web portal: Quarterly numbers" in receipt
 
 
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    folder = DOCS_SCREENSHOTS if os.environ.get("SEALGATE_SCREENSHOTS") else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def _shoot(page: Page, folder: Path, name: str, language: str) -> None:
-    path = folder / f"{language}-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000  # a real page, not a blank one
+    shoot(page, folder / f"{language}-{name}.png")
 
 
 @pytest.mark.parametrize(("language", "locale", "texts"), [("en", "en-GB", EN),
